@@ -38,7 +38,7 @@ class DataSettings:
     "Where the training data is and what to predict."
     path: str = setting("", "CSV or Parquet file; a relative path is relative to the project folder")
     target: str = setting("", "column holding the label to predict (binary or multiclass)")
-    time_column: typing.Optional[str] = setting(None, "optional datetime column: when set, the test split is the most recent rows")
+    time_column: str | None = setting(None, "optional datetime column: when set, the test split is the most recent rows")
     format: str = setting("auto", "auto (from the file suffix), csv or parquet")
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class EvaluateSettings:
 @dataclass(frozen=True)
 class RegisterSettings:
     "The model registry."
-    model_name: typing.Optional[str] = setting(None, "registered model name (default: the project name)")
+    model_name: str | None = setting(None, "registered model name (default: the project name)")
     intended_use: str = setting("Decision support on data like the training data; review predictions before acting on them.", "intended use, written into the model card")
 
 # %% ../nbs/00_config.ipynb #3babb376
@@ -81,7 +81,7 @@ BUILTIN_STAGES = ("ingest", "validate", "prepare", "train", "evaluate", "registe
 class StageSpec:
     "One step of a pipeline run: a name and, for a user's own stage, its notebook (relative to the project)."
     name: str
-    notebook: typing.Optional[str] = None
+    notebook: str | None = None
 
 # %% ../nbs/00_config.ipynb #2061f25a
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class Config:
     "The settings of one project, read from its `mlops.yaml`."
     project: str = setting("mlops-project", "project name: names the MLflow experiment and, by default, the registered model")
     seed: int = setting(42, "random seed for splits, cross-validation and estimators: the same seed gives the same results")
-    tracking_uri: typing.Optional[str] = setting(None, "MLflow tracking server; default: MLFLOW_TRACKING_URI, else a SQLite store in this folder")
+    tracking_uri: str | None = setting(None, "MLflow tracking server; default: MLFLOW_TRACKING_URI, else a SQLite store in this folder")
     contract: str = setting("contract.yaml", "the data contract, relative to the project folder")
     data: DataSettings = field(default_factory=DataSettings)
     validate: ValidateSettings = field(default_factory=ValidateSettings)
@@ -127,7 +127,7 @@ def _hint(key, known) -> str:
     return f"; did you mean '{close[0]}'?" if close else f"; known settings: {', '.join(sorted(known))}"
 
 def _check_value(name, value, default, annotation):
-    optional = "Optional" in str(annotation)
+    optional = "None" in str(annotation)
     if value is None:
         if optional: return None
         raise UsageError(f"setting '{name}' may not be empty")

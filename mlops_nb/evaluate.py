@@ -6,9 +6,7 @@
 __all__ = ['Evaluation', 'evaluate_model', 'plot_roc', 'plot_precision_recall', 'plot_confusion_matrix', 'plot_calibration',
            'evaluation_plots', 'GateCheck', 'GateResult', 'gate']
 
-# %% ../nbs/05_evaluate.ipynb #7b9395f3
-# nbdev writes `__all__` in notebook order and one blank line between cells:
-# ruff: noqa: I001, RUF022
+# %% ../nbs/05_evaluate.ipynb #cad1cbdb
 import html
 import math
 from dataclasses import asdict, dataclass, field
@@ -28,7 +26,7 @@ from sklearn.metrics import (
 
 from .metrics import classification_metrics, get_metric, is_improvement
 
-# %% ../nbs/05_evaluate.ipynb #3aad059a
+# %% ../nbs/05_evaluate.ipynb #8c101da8
 def _html_table(rows, header):
     "A small HTML table from rows of already-formatted cells."
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
@@ -57,7 +55,7 @@ class Evaluation:
                 + _html_table(rows, ["metric", "value", "better"])
                 + "<p>Confusion matrix (rows: true, columns: predicted)</p>" + self.confusion.to_html())
 
-# %% ../nbs/05_evaluate.ipynb #894c8a75
+# %% ../nbs/05_evaluate.ipynb #3031205b
 def evaluate_model(model, # Fitted sklearn classifier or Pipeline with `predict_proba` and `classes_`
                    X:pd.DataFrame, # Held-out features
                    y, # Held-out true labels
@@ -82,7 +80,7 @@ def evaluate_model(model, # Fitted sklearn classifier or Pipeline with `predict_
     y_true.flags.writeable = proba.flags.writeable = False
     return Evaluation(metrics, classes, confusion, y_true, proba)
 
-# %% ../nbs/05_evaluate.ipynb #18461862
+# %% ../nbs/05_evaluate.ipynb #e3faed3d
 def _one_vs_rest(evaluation):
     "(label, is-this-class, score) for each curve: the positive class if binary, every class if multiclass."
     columns = [1] if len(evaluation.classes) == 2 else range(len(evaluation.classes))
@@ -100,7 +98,7 @@ def _finish(ax, drawn, what):
     if drawn: ax.legend(loc="lower right", fontsize="small")
     else: ax.text(0.5, 0.5, f"{what} undefined:\nthe held-out data has a single class", ha="center", va="center")
 
-# %% ../nbs/05_evaluate.ipynb #b1ca0396
+# %% ../nbs/05_evaluate.ipynb #711e5d4d
 def plot_roc(evaluation:Evaluation, # Result of `evaluate_model`
             )->Figure: # ROC curve(s) with AUC in the legend
     "ROC curve of the positive class (binary) or one-vs-rest per class (multiclass)."
@@ -139,7 +137,7 @@ def plot_confusion_matrix(evaluation:Evaluation, # Result of `evaluate_model`
     ax.set_title("Confusion matrix")
     return fig
 
-# %% ../nbs/05_evaluate.ipynb #25d8cd1d
+# %% ../nbs/05_evaluate.ipynb #7d2978d8
 def plot_calibration(evaluation:Evaluation, # Result of `evaluate_model`
                      n_bins:int=10, # Number of equal-width probability bins
                     )->Figure: # Reliability diagram with a histogram of the predicted probabilities
@@ -168,7 +166,7 @@ def evaluation_plots(evaluation:Evaluation, # Result of `evaluate_model`
     return {"roc.png": plot_roc(evaluation), "precision_recall.png": plot_precision_recall(evaluation),
             "confusion_matrix.png": plot_confusion_matrix(evaluation), "calibration.png": plot_calibration(evaluation)}
 
-# %% ../nbs/05_evaluate.ipynb #b6a56333
+# %% ../nbs/05_evaluate.ipynb #59adfa73
 @dataclass(frozen=True)
 class GateCheck:
     "One check of the promotion gate."
@@ -194,7 +192,7 @@ class GateResult:
         return f"<p><b>Gate {html.escape(self.summary)}</b></p>" + _html_table(
             rows, ["check", "value", "threshold", "result", "detail"])
 
-# %% ../nbs/05_evaluate.ipynb #d48579e7
+# %% ../nbs/05_evaluate.ipynb #a576e549
 def _metric_value(metrics, name, whose):
     if name not in metrics:
         raise ValueError(f"{whose} metrics have no {name!r}; they have: {', '.join(metrics) or 'nothing'}.")

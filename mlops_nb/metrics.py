@@ -6,9 +6,7 @@
 __all__ = ['METRICS', 'Metric', 'get_metric', 'classification_metrics', 'MetricScorer', 'cv_scorers', 'from_cv_score',
            'is_improvement']
 
-# %% ../nbs/01b_metrics.ipynb #3703ac98
-# nbdev writes `__all__` in notebook order and one blank line between cells:
-# ruff: noqa: I001, RUF022
+# %% ../nbs/01b_metrics.ipynb #1a19a80f
 import math
 import warnings
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ from sklearn.metrics import (
 )
 from sklearn.preprocessing import label_binarize
 
-# %% ../nbs/01b_metrics.ipynb #61350c96
+# %% ../nbs/01b_metrics.ipynb #98be3ae8
 @dataclass(frozen=True)
 class Metric:
     "A named classification metric and the direction in which it improves."
@@ -43,7 +41,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("log_loss", False, "Mean negative log-likelihood of the true class under the predicted probabilities."),
 ]}
 
-# %% ../nbs/01b_metrics.ipynb #327bad2c
+# %% ../nbs/01b_metrics.ipynb #38a9208d
 def get_metric(name:str, # Metric name, e.g. "roc_auc"
               )->Metric: # The metric definition
     "Look up the metric called `name`, failing with the list of known names."
@@ -51,7 +49,7 @@ def get_metric(name:str, # Metric name, e.g. "roc_auc"
         raise ValueError(f"Unknown metric {name!r}. Known metrics: {', '.join(METRICS)}.")
     return METRICS[name]
 
-# %% ../nbs/01b_metrics.ipynb #26a40d61
+# %% ../nbs/01b_metrics.ipynb #dab3eefa
 def _check_inputs(y_true, proba, classes):
     "Validate and convert inputs to numpy arrays, failing with a specific message."
     y_true, proba, classes = np.asarray(y_true), np.asarray(proba, dtype=float), np.asarray(classes)
@@ -105,7 +103,7 @@ def _compute(names, y_true, proba, classes):
         warnings.simplefilter("ignore")
         return {n: float(_COMPUTE[get_metric(n).name](y_true, pred, proba, classes)) for n in names}
 
-# %% ../nbs/01b_metrics.ipynb #d4085dce
+# %% ../nbs/01b_metrics.ipynb #275a3778
 def classification_metrics(y_true, # True labels, shape (n,); strings or integers
                            proba, # Predicted probabilities, shape (n, k), columns in `classes` order
                            classes, # Class labels in the estimator's order (`estimator.classes_`)
@@ -113,7 +111,7 @@ def classification_metrics(y_true, # True labels, shape (n,); strings or integer
     "Compute all `METRICS` from true labels and predicted probabilities."
     return _compute(METRICS, y_true, proba, classes)
 
-# %% ../nbs/01b_metrics.ipynb #438f89e1
+# %% ../nbs/01b_metrics.ipynb #17364890
 @dataclass(frozen=True)
 class MetricScorer:
     "A picklable sklearn scorer `(estimator, X, y) -> float` for one metric, oriented so that greater is better."
@@ -135,7 +133,7 @@ def from_cv_score(name:str, # Metric name from `METRICS`
     "Undo the greater-is-better orientation of a cross-validation score."
     return float(value) if get_metric(name).greater_is_better else -float(value)
 
-# %% ../nbs/01b_metrics.ipynb #5acba347
+# %% ../nbs/01b_metrics.ipynb #3744b357
 def is_improvement(name:str, # Metric name from `METRICS`
                    new:float, # The challenger's value
                    old:float, # The value to beat (e.g. the champion's)

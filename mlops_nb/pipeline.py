@@ -15,15 +15,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 
 import mlops_nb
 from .config import (CONFIG_FILE, Config, StageSpec, UsageError, artifact_location, config_dict, config_from_dict,
-                             load_config, render_config, runs_dir, tracking_uri)
+                             render_config, runs_dir, tracking_uri)
 from .contract import ContractError, infer_contract
-from .data import load_example, read_table, write_parquet
+from .data import load_example, read_table
 from .stage import DATA_FILE, SUMMARY_FILE
 
 # %% auto #0
@@ -97,7 +97,7 @@ def runbook_for(cfg:Config, # Project config
 def project_commit(project_dir:Path)->str|None: # HEAD commit, or None outside a git repository
     "The git commit of the project folder, if it is in a git repository."
     try:
-        out = subprocess.run(["git", "-C", str(project_dir), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "-C", str(project_dir), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError): return None
     return out.stdout.strip() or None if out.returncode == 0 else None
 
