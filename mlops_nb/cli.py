@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
@@ -131,7 +130,7 @@ def main(argv:list|None=None, # Arguments (default: `sys.argv[1:]`)
         )->int: # Exit status: 0 ok, 1 a stage failed, 2 a usage error
     "Entry point of the `mlops-nb` command."
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # store set-up chatter; the summary says what matters
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # store set-up chatter; the summary says what matters
     args = parser().parse_args(argv)
     try:
         return args.func(args)

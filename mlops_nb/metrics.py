@@ -20,7 +20,6 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
     roc_auc_score,
 )
-from sklearn.preprocessing import label_binarize
 
 # %% ../nbs/01b_metrics.ipynb #98be3ae8
 @dataclass(frozen=True)
@@ -72,17 +71,25 @@ def _precision_recall_f1(y_true, pred, classes):
                                                average="binary", zero_division=np.nan)[:3]
     return precision_recall_fscore_support(y_true, pred, average="macro", zero_division=0.0)[:3]
 
+def _present(y_true, classes):
+    "Indices of the classes that have rows in `y_true` (and rows outside them), so one-vs-rest curves exist."
+    return [i for i, c in enumerate(classes) if 0 < (y_true == c).sum() < len(y_true)]
+
 def _roc_auc(y_true, proba, classes):
-    if len(np.unique(y_true)) < len(classes): return math.nan  # some class has no rows: the curve is undefined
-    if len(classes) == 2: return roc_auc_score(y_true == classes[1], proba[:, 1])
-    return roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=classes)
+    if len(classes) == 2:
+        positive = y_true == classes[1]
+        return roc_auc_score(positive, proba[:, 1]) if 0 < positive.sum() < len(positive) else math.nan
+    present = _present(y_true, classes)
+    if not present: return math.nan
+    return float(np.mean([roc_auc_score(y_true == classes[i], proba[:, i]) for i in present]))
 
 def _pr_auc(y_true, proba, classes):
     if len(classes) == 2:
         positive = y_true == classes[1]
         return average_precision_score(positive, proba[:, 1]) if positive.any() else math.nan
-    if len(np.unique(y_true)) < len(classes): return math.nan
-    return average_precision_score(label_binarize(y_true, classes=classes), proba, average="macro")
+    present = _present(y_true, classes)
+    if not present: return math.nan
+    return float(np.mean([average_precision_score(y_true == classes[i], proba[:, i]) for i in present]))
 
 _COMPUTE = {
     "accuracy": lambda y, pred, proba, classes: accuracy_score(y, pred),
@@ -111,7 +118,7 @@ def classification_metrics(y_true, # True labels, shape (n,); strings or integer
     "Compute all `METRICS` from true labels and predicted probabilities."
     return _compute(METRICS, y_true, proba, classes)
 
-# %% ../nbs/01b_metrics.ipynb #17364890
+# %% ../nbs/01b_metrics.ipynb #1c78f947
 @dataclass(frozen=True)
 class MetricScorer:
     "A picklable sklearn scorer `(estimator, X, y) -> float` for one metric, oriented so that greater is better."
@@ -133,7 +140,7 @@ def from_cv_score(name:str, # Metric name from `METRICS`
     "Undo the greater-is-better orientation of a cross-validation score."
     return float(value) if get_metric(name).greater_is_better else -float(value)
 
-# %% ../nbs/01b_metrics.ipynb #3744b357
+# %% ../nbs/01b_metrics.ipynb #04a75157
 def is_improvement(name:str, # Metric name from `METRICS`
                    new:float, # The challenger's value
                    old:float, # The value to beat (e.g. the champion's)
