@@ -104,14 +104,21 @@ def stage_context(stage:str, # Stage name
 def show_figure(fig, # matplotlib Figure
                 name:str, # Artifact file name, e.g. "roc.png"
                 ctx:StageContext|None=None, # When given, the figure is saved in the stage output and logged to its MLflow run
-               )->None:
-    "Display a figure in the notebook, save and log it, then close it."
+               )->bytes: # The PNG image
+    "Display a figure in the notebook as a PNG, save and log it, then close it."
+    import io
+
     import matplotlib.pyplot as plt
-    from IPython.display import display
-    display(fig)
+    from IPython.display import Image, display
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    png = buffer.getvalue()
+    display(Image(data=png))
     if ctx is not None:
-        fig.savefig(ctx.output(f"plots/{name}"), dpi=110, bbox_inches="tight")
+        path = ctx.output(f"plots/{name}")
+        path.write_bytes(png)
         if ctx.stage_run_id:
             import mlflow
-            mlflow.log_figure(fig, f"plots/{name}")
-    plt.close(fig)
+            mlflow.log_artifact(str(path), "plots")
+    return png
