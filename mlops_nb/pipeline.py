@@ -27,11 +27,17 @@ from .data import load_example, read_table
 from .stage import DATA_FILE, SUMMARY_FILE
 
 # %% auto #0
-__all__ = ['RUNBOOKS', 'GITIGNORE', 'PIPELINE_TAG', 'init_project', 'example_project', 'runbook_for', 'project_commit',
-           'installed_packages', 'StageFailed', 'StageOutcome', 'execute_stage', 'RunResult', 'experiment_id',
-           'run_pipeline', 'list_runs']
+__all__ = ['RUNBOOKS', 'GITIGNORE', 'KERNEL_ERRORS', 'WARM_IMPORTS', 'PIPELINE_TAG', 'experiment_id', 'init_project',
+           'example_project', 'runbook_for', 'project_commit', 'installed_packages', 'StageFailed', 'StageOutcome',
+           'execute_stage', 'start_warm_kernel', 'WarmKernels', 'RunResult', 'run_pipeline', 'list_runs']
 
-# %% ../nbs/09_pipeline.ipynb #0faa8219
+# %% ../nbs/09_pipeline.ipynb #5e5c1af0
+def experiment_id(client, cfg:Config)->str: # The project's MLflow experiment, created when missing
+    "Get or create the project's experiment."
+    exp = client.get_experiment_by_name(cfg.project)
+    if exp is not None: return exp.experiment_id
+    return client.create_experiment(cfg.project, artifact_location=artifact_location(cfg))
+
 RUNBOOKS = Path(mlops_nb.__file__).parent / "runbooks"
 GITIGNORE = "# written by mlops-nb: local MLflow store and run outputs\nmlflow.db\nmlartifacts/\nruns/\n"
 
@@ -64,6 +70,8 @@ def init_project(project_dir:Path|str, # Folder to create (may exist, must not h
         for nb in sorted(RUNBOOKS.glob("*.ipynb")):
             if force or not (project_dir / "runbooks" / nb.name).exists(): shutil.copy(nb, project_dir / "runbooks" / nb.name)
     if not (project_dir / ".gitignore").exists(): (project_dir / ".gitignore").write_text(GITIGNORE)
+    from mlflow.tracking import MlflowClient
+    experiment_id(MlflowClient(tracking_uri(cfg)), cfg)  # create the store now, so the first run does not wait for it
     return cfg
 
 # %% ../nbs/09_pipeline.ipynb #f0b87691
@@ -157,18 +165,69 @@ def execute_stage(notebook:Path, # Runbook to execute
                   executed:Path, # Where the executed notebook is written
                   parameters:dict, # Injected into the `parameters` cell
                   cwd:Path, # Working directory of the kernel
-                  log:Path|None=None, # File that receives the kernel's standard error
+                  kernel=None, # A started `jupyter_client.KernelManager` to run in (default: papermill starts one)
                  )->None:
     "Execute one runbook with papermill; raises `StageFailed` with a one-line message on error."
     import papermill
+    extra = {"km": kernel} if kernel is not None else {}
     try:
-        with (_stderr_to(log) if log else contextlib.nullcontext()):
-            papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name="python3", language="python",
-                                       progress_bar=False, cwd=str(cwd), log_output=False)
+        papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name="python3", language="python",
+                                   progress_bar=False, cwd=str(cwd), log_output=False, **extra)
     except Exception as e:  # papermill raises execution errors, dead kernels and timeouts; all stop the run the same way
         raise StageFailed(parameters["stage"], _failure_message(parameters["stage"], e), executed) from e
 
-# %% ../nbs/09_pipeline.ipynb #f2834053
+# %% ../nbs/09_pipeline.ipynb #328febe8
+KERNEL_ERRORS = (RuntimeError, TimeoutError, OSError)  # a kernel that fails to start, answer or stop
+WARM_IMPORTS = ("pandas", "numpy", "sklearn", "matplotlib.pyplot", "mlflow", "mlflow.sklearn", "skops.io",
+                "mlops_nb.data", "mlops_nb.contract", "mlops_nb.validate", "mlops_nb.prepare", "mlops_nb.train",
+                "mlops_nb.evaluate", "mlops_nb.registry", "mlops_nb.stage")
+
+def start_warm_kernel(cwd:Path, # Working directory of the kernel
+                      imports:tuple=WARM_IMPORTS, # Modules to load before the stage runs
+                     ): # A started `jupyter_client.KernelManager`
+    "Start a Python kernel in `cwd` with `imports` loaded, leaving its namespace empty."
+    from jupyter_client import KernelManager
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(cwd=str(cwd))
+    kc = km.client()
+    try:
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        code = f"def _warm():\n    import importlib\n    for m in {tuple(imports)!r}: importlib.import_module(m)\n_warm(); del _warm"
+        kc.execute_interactive(code, timeout=300, output_hook=lambda msg: None)
+    except BaseException:
+        km.shutdown_kernel(now=True)
+        raise
+    finally:
+        kc.stop_channels()
+    return km
+
+class WarmKernels:
+    "Keep one warm kernel ready ahead of the stage that will need it."
+    def __init__(self, cwd:Path):
+        from concurrent.futures import ThreadPoolExecutor
+        self.cwd, self.pool = cwd, ThreadPoolExecutor(max_workers=1, thread_name_prefix="warm-kernel")
+        self.pending = self.pool.submit(start_warm_kernel, cwd)
+
+    def take(self, prefetch:bool=True): # A started kernel manager, or None when warming failed
+        "The warm kernel for the stage about to run; starts warming the next one when `prefetch`."
+        try: km = self.pending.result() if self.pending else None
+        except KERNEL_ERRORS: km = None
+        self.pending = self.pool.submit(start_warm_kernel, self.cwd) if prefetch else None
+        return km
+
+    def close(self)->None:
+        "Shut down a kernel that was warmed but not used."
+        if self.pending is not None:
+            _stop(self.pending.result() if self.pending.exception() is None else None)
+        self.pool.shutdown(wait=True)
+
+def _stop(km)->None:
+    "Shut a kernel down; one that already died needs nothing more."
+    if km is not None:
+        with contextlib.suppress(*KERNEL_ERRORS): km.shutdown_kernel(now=True)
+
+# %% ../nbs/09_pipeline.ipynb #cc52b509
 PIPELINE_TAG = "mlops_nb.pipeline"
 
 @dataclass(frozen=True)
@@ -186,18 +245,19 @@ class RunResult:
         rows = "".join(f"<tr><td>{s.name}</td><td>{s.status}</td><td>{s.seconds:.1f}s</td></tr>" for s in self.stages)
         return f"<p>Run <code>{self.run_id}</code>: <b>{self.status}</b></p><table><tr><th>stage</th><th>status</th><th>time</th></tr>{rows}</table>"
 
-def experiment_id(client, cfg:Config)->str: # The project's MLflow experiment, created when missing
-    "Get or create the project's experiment."
-    exp = client.get_experiment_by_name(cfg.project)
-    if exp is not None: return exp.experiment_id
-    return client.create_experiment(cfg.project, artifact_location=artifact_location(cfg))
-
 def _flat(d:dict, prefix:str="")->dict:
     out = {}
     for k, v in d.items():
         if isinstance(v, dict) and k != "thresholds": out.update(_flat(v, f"{prefix}{k}."))
         else: out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
     return out
+
+def _record_stage(client, run_id:str, executed:Path, status:str)->None:
+    "Log a stage's executed notebook and its HTML render to its run, then close the run."
+    if executed.exists():
+        client.log_artifact(run_id, str(executed), "notebook")
+        client.log_text(run_id, _html(executed), f"notebook/{executed.stem}.html")
+    client.set_terminated(run_id, status)
 
 def _log_summary(client, run_id:str, summary_file:Path, merged:dict)->None:
     from mlflow.entities import Metric, Param, RunTag
@@ -209,7 +269,7 @@ def _log_summary(client, run_id:str, summary_file:Path, merged:dict)->None:
                      tags=[RunTag(k, str(v)) for k, v in s.get("tags", {}).items()])
     for key in ("metrics", "params", "tags"): merged.setdefault(key, {}).update(s.get(key, {}))
 
-# %% ../nbs/09_pipeline.ipynb #8dfc1fa2
+# %% ../nbs/09_pipeline.ipynb #e5045927
 def run_pipeline(cfg:Config, # Project config (from `load_config`)
                  progress:Callable|None=None, # Called as progress(event, stage, index, total, outcome) with event "start" or "end"
                 )->RunResult: # The run's stages, summary and status
@@ -238,40 +298,49 @@ def run_pipeline(cfg:Config, # Project config (from `load_config`)
     client.log_text(run_id, installed_packages(), "environment/requirements.txt")
     if contract_file.exists(): client.log_artifact(run_id, str(contract_file), "contract")
     inputs, data_path, outcomes, merged, error = {}, None, [], {}, None
-    for index, (spec, notebook) in enumerate(zip(specs, notebooks), 1):
-        if progress: progress("start", spec.name, index, len(specs), None)
-        child = client.create_run(exp_id, run_name=spec.name, tags={"mlflow.parentRunId": run_id, "mlops_nb.stage": spec.name})
-        partial, final = run_dir / f".{spec.name}.partial", run_dir / spec.name
-        executed = run_dir / "notebooks" / f"{index:02d}_{spec.name}.ipynb"
-        params = {"stage": spec.name, "project_dir": str(cfg.project_dir), "run_dir": str(run_dir), "output_dir": str(partial),
-                  "inputs": {k: str(v) for k, v in inputs.items()}, "data_path": str(data_path) if data_path else None,
-                  "config": settings, "tracking_uri": uri, "stage_run_id": child.info.run_id, "parent_run_id": run_id,
-                  "git_commit": commit}
-        start = time.perf_counter()
+    from concurrent.futures import ThreadPoolExecutor
+    recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-stage")
+    records = []
+    with _stderr_to(run_dir / "kernels.log"):
+        kernels = WarmKernels(cfg.project_dir)
         try:
-            execute_stage(notebook, executed, params, cfg.project_dir, run_dir / "kernels.log")
-            status = "ok"
-        except (StageFailed, KeyboardInterrupt) as e:
-            status, error = "failed", str(e) if isinstance(e, StageFailed) else f"stage '{spec.name}' interrupted"
-        seconds = time.perf_counter() - start
-        if executed.exists():
-            client.log_artifact(child.info.run_id, str(executed), "notebook")
-            client.log_text(child.info.run_id, _html(executed), f"notebook/{executed.stem}.html")
-        if status == "ok":
-            if partial.exists(): os.replace(partial, final)
-            else: final.mkdir()
-            _log_summary(client, run_id, final / SUMMARY_FILE, merged)
-            inputs[spec.name] = final
-            if (final / DATA_FILE).exists(): data_path = final / DATA_FILE
-            client.set_terminated(child.info.run_id, "FINISHED")
-        else:
-            if partial.exists(): os.replace(partial, run_dir / f"{spec.name}.failed")
-            client.set_tag(child.info.run_id, "error", error[:5000])
-            client.set_terminated(child.info.run_id, "FAILED")
-        outcome = StageOutcome(spec.name, status, seconds, child.info.run_id, executed, final if status == "ok" else None, error if status != "ok" else None)
-        outcomes.append(outcome)
-        if progress: progress("end", spec.name, index, len(specs), outcome)
-        if status != "ok": break
+            for index, (spec, notebook) in enumerate(zip(specs, notebooks), 1):
+                if progress: progress("start", spec.name, index, len(specs), None)
+                child = client.create_run(exp_id, run_name=spec.name, tags={"mlflow.parentRunId": run_id, "mlops_nb.stage": spec.name})
+                partial, final = run_dir / f".{spec.name}.partial", run_dir / spec.name
+                executed = run_dir / "notebooks" / f"{index:02d}_{spec.name}.ipynb"
+                params = {"stage": spec.name, "project_dir": str(cfg.project_dir), "run_dir": str(run_dir), "output_dir": str(partial),
+                          "inputs": {k: str(v) for k, v in inputs.items()}, "data_path": str(data_path) if data_path else None,
+                          "config": settings, "tracking_uri": uri, "stage_run_id": child.info.run_id, "parent_run_id": run_id,
+                          "git_commit": commit}
+                start = time.perf_counter()
+                km = kernels.take(prefetch=index < len(specs))
+                try:
+                    execute_stage(notebook, executed, params, cfg.project_dir, km)
+                    status = "ok"
+                except (StageFailed, KeyboardInterrupt) as e:
+                    status, error = "failed", str(e) if isinstance(e, StageFailed) else f"stage '{spec.name}' interrupted"
+                finally:
+                    _stop(km)
+                seconds = time.perf_counter() - start
+                if status == "ok":
+                    if partial.exists(): os.replace(partial, final)
+                    else: final.mkdir()
+                    _log_summary(client, run_id, final / SUMMARY_FILE, merged)
+                    inputs[spec.name] = final
+                    if (final / DATA_FILE).exists(): data_path = final / DATA_FILE
+                else:
+                    if partial.exists(): os.replace(partial, run_dir / f"{spec.name}.failed")
+                    client.set_tag(child.info.run_id, "error", error[:5000])
+                records.append(recorder.submit(_record_stage, client, child.info.run_id, executed, "FINISHED" if status == "ok" else "FAILED"))
+                outcome = StageOutcome(spec.name, status, seconds, child.info.run_id, executed, final if status == "ok" else None, error if status != "ok" else None)
+                outcomes.append(outcome)
+                if progress: progress("end", spec.name, index, len(specs), outcome)
+                if status != "ok": break
+        finally:
+            kernels.close()
+            for record in records: record.result()
+            recorder.shutdown()
     status = "FINISHED" if error is None else "FAILED"
     if error: client.set_tag(run_id, "error", error[:5000])
     (run_dir / "run.json").write_text(json.dumps({"run_id": run_id, "status": status, "error": error, "summary": merged,
@@ -280,7 +349,7 @@ def run_pipeline(cfg:Config, # Project config (from `load_config`)
     client.set_terminated(run_id, status)
     return RunResult(run_id, run_dir, status, tuple(outcomes), uri, merged, error)
 
-# %% ../nbs/09_pipeline.ipynb #bb8f828a
+# %% ../nbs/09_pipeline.ipynb #1579e3fa
 def list_runs(cfg:Config, # Project config
               max_results:int=20, # How many recent runs
              )->pd.DataFrame: # One row per pipeline run, newest first
