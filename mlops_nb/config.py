@@ -138,7 +138,8 @@ def _check_value(name, value, default, annotation):
     elif kind in (list, tuple): ok = isinstance(value, (list, tuple))
     else: ok = isinstance(value, kind)
     if not ok:
-        raise UsageError(f"setting '{name}' must be {'a number' if kind is float else 'a ' + kind.__name__}, got {value!r}")
+        expected = {float: "a number", int: "a whole number", bool: "true or false", list: "a list", tuple: "a list", dict: "a mapping"}.get(kind, "text")
+        raise UsageError(f"setting '{name}' must be {expected}, got {value!r}")
     if kind is float: return float(value)
     if kind is tuple: return tuple(value)
     return value

@@ -6,17 +6,27 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Config, config_from_dict
 
 # %% auto #0
-__all__ = ['DATA_FILE', 'SUMMARY_FILE', 'StageContext', 'stage_context', 'show_figure']
+__all__ = ['DATA_FILE', 'SUMMARY_FILE', 'strict_json', 'StageContext', 'stage_context', 'show_figure']
 
 # %% ../nbs/06a_stage.ipynb #69be583d
 DATA_FILE = "data.parquet"
 SUMMARY_FILE = "summary.json"
+
+def strict_json(value): # The same data with NaN/infinity as None and numpy scalars as Python numbers
+    "Make data safe for strict JSON."
+    if isinstance(value, dict): return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)): return [strict_json(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)): value = value.item()  # numpy scalars
+    if isinstance(value, float) and not math.isfinite(value): return None
+    if isinstance(value, (str, int, float, bool, type(None))): return value
+    return str(value)
 
 @dataclass(frozen=True)
 class StageContext:
@@ -61,6 +71,14 @@ class StageContext:
         p = Path(self.config.contract)
         return p if p.is_absolute() else self.project_dir / p
 
+    def write_json(self, filename:str, # File name inside the output folder
+                   data, # JSON-like data; NaN and infinities become null
+                  )->Path: # The written file
+        "Write strict JSON (what `jq` and browsers accept) into this stage's output folder."
+        path = self.output(filename)
+        path.write_text(json.dumps(strict_json(data), indent=2, allow_nan=False))
+        return path
+
     def write_summary(self, metrics:dict|None=None, # Numbers for the parent run
                       params:dict|None=None, # Settings or facts for the parent run
                       tags:dict|None=None, # Labels for the parent run
@@ -70,8 +88,7 @@ class StageContext:
         summary = json.loads(path.read_text()) if path.exists() else {"metrics": {}, "params": {}, "tags": {}}
         for key, extra in (("metrics", metrics), ("params", params), ("tags", tags)):
             summary[key].update({str(k): v for k, v in (extra or {}).items()})
-        path.write_text(json.dumps(summary, indent=2, default=str))
-        return path
+        return self.write_json(SUMMARY_FILE, summary)
 
 # %% ../nbs/06a_stage.ipynb #dc2bef5a
 def stage_context(stage:str, # Stage name

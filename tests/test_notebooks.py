@@ -1,21 +1,23 @@
-"""Every numbered notebook in nbs/ runs top to bottom, its lesson cells' assertions included."""
+"""Every notebook in nbs/ (numbered library notebooks, tutorials, architecture) runs top to bottom, lesson cells'
+assertions included, as `nbdev_test` would run it, with a pytest summary line."""
 from pathlib import Path
 
 import pytest
 from nbdev.test import test_nb as run_notebook
 
 NBS = Path(__file__).resolve().parent.parent / "nbs"
-NOTEBOOKS = sorted(p for p in NBS.glob("[0-9]*.ipynb"))
+NOTEBOOKS = sorted(p for p in NBS.rglob("*.ipynb") if not any(part.startswith((".", "_")) for part in p.relative_to(NBS).parts))
 
 
-def test_notebooks_found():
-    assert len(NOTEBOOKS) >= 10, NOTEBOOKS
+def test_every_numbered_notebook_is_collected():
+    numbered = [p.name for p in NOTEBOOKS if p.name[0].isdigit()]
+    assert len(numbered) >= 12, numbered
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[str(p.relative_to(NBS).with_suffix("")) for p in NOTEBOOKS])
 def test_notebook_runs(notebook, monkeypatch):
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    ok, seconds = run_notebook(notebook, skip_flags=["notest", "slow"], showerr=True)
+    ok, _seconds = run_notebook(notebook, skip_flags=["notest", "slow"], showerr=True)
     assert ok, f"{notebook.name} failed (see the error above)"

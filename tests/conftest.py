@@ -1,0 +1,134 @@
+"""Helpers for the end-to-end tests: run the real `mlops-nb` command in a subprocess and look at what it leaves behind.
+
+Every pipeline run costs tens of seconds (one Jupyter kernel per stage), so runs that several tests can inspect without
+interfering are made once per session by fixtures in the test modules; tests that use them only read.
+With pytest-xdist use `--dist loadfile` so that each module's shared runs are made once, on one worker.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # for the MlflowClient the tests themselves open
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+TIMEOUT = 900  # seconds for one command; a default-settings run takes ~90 s on a 2-core machine
+fast = ["--set", "train.n_splits=3", "--set", "train.n_iter=2"]  # keeps a run at ~40 s
+
+
+def cli_env() -> dict:
+    "The environment of a `mlops-nb` subprocess: the project's embedded store, no telemetry."
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    return env
+
+
+def run_cli(*args, cwd=None, timeout=TIMEOUT) -> tuple[int, str, str]:
+    "Run `mlops-nb ARGS` (the console script's `main`) in a subprocess; return (exit code, stdout, stderr)."
+    cmd = [sys.executable, "-c", "import sys; from mlops_nb.cli import main; sys.exit(main())", *map(str, args)]
+    p = subprocess.run(cmd, cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout, check=False)
+    return p.returncode, p.stdout, p.stderr
+
+
+def show(code, out, err) -> str:
+    "Text for assertion messages."
+    return f"exit {code}\n--- stdout\n{out}\n--- stderr\n{err}"
+
+
+def run_dirs(project: Path) -> list[Path]:
+    "The project's run folders, oldest first."
+    return sorted(p for p in (Path(project) / "runs").iterdir() if p.is_dir())
+
+
+def run_dir_of(project: Path, run_id: str) -> Path:
+    "The run folder of pipeline run `run_id`."
+    found = [p for p in run_dirs(project) if p.name.endswith(run_id[:8])]
+    assert len(found) == 1, f"no single run folder for {run_id} in {project}/runs: {run_dirs(project)}"
+    return found[0]
+
+
+def run_id_from(out: str) -> str:
+    "The pipeline run id from the summary line `Run <id> <STATUS> in ...`."
+    for line in out.splitlines():
+        if line.startswith("Run "):
+            return line.split()[1]
+    raise AssertionError(f"no 'Run <id>' line in the output:\n{out}")
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def tracking_uri(project: Path) -> str:
+    return f"sqlite:///{Path(project).resolve() / 'mlflow.db'}"
+
+
+def client_for(project: Path):
+    from mlflow.tracking import MlflowClient
+    return MlflowClient(tracking_uri(project))
+
+
+def stage_runs(client, parent_run_id: str) -> dict:
+    "Stage name -> MLflow run of every nested run of a pipeline run."
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+    return {r.data.tags["mlops_nb.stage"]: r for r in children}
+
+
+def artifact_paths(client, run_id: str, path: str | None = None) -> list[str]:
+    return [a.path for a in client.list_artifacts(run_id, path)]
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def set_stages(project: Path, stages: list) -> None:
+    "Rewrite the `stages:` list of a project's mlops.yaml (as a user editing the file would)."
+    path = Path(project) / "mlops.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["stages"] = stages
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+PARAMETERS = """\
+stage = None
+project_dir = None
+run_dir = None
+output_dir = None
+inputs = {}
+data_path = None
+config = {}
+tracking_uri = None
+stage_run_id = None
+parent_run_id = None
+git_commit = None
+"""
+
+
+def stage_notebook(path: Path, *code_cells: str) -> Path:
+    "Write a runbook for a custom stage: a `parameters` cell followed by `code_cells`."
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell(PARAMETERS)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell] + [nbformat.v4.new_code_cell(src) for src in code_cells]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def breast_cancer_frame() -> pd.DataFrame:
+    from mlops_nb.data import load_example
+    return load_example("breast-cancer")

@@ -1,0 +1,208 @@
+"""The bundled examples end to end through the real command: outputs, MLflow records, registry, reproducibility and the gate."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import artifact_paths, client_for, fast, read_json, run_cli, run_dir_of, run_id_from, show, stage_runs, tracking_uri
+
+STAGES = ["ingest", "validate", "prepare", "train", "evaluate", "register"]
+MODEL = "breast-cancer"
+
+
+def _run(project, *extra):
+    code, out, err = run_cli("run", "--example", "breast-cancer", "--project", project, *extra)
+    assert code == 0, show(code, out, err)
+    run_id = run_id_from(out)
+    return {"code": code, "out": out, "err": err, "run_id": run_id, "run_dir": run_dir_of(project, run_id)}
+
+
+@pytest.fixture(scope="session")
+def bc(tmp_path_factory):
+    "One breast-cancer project: the first run with default settings; `runs` and `models` as they are right after it."
+    project = tmp_path_factory.mktemp("bc") / "project"
+    first = _run(project)
+    first["runs"] = run_cli("runs", "--project", project)
+    first["models"] = run_cli("models", "--project", project)
+    return {"project": project, "first": first}
+
+
+@pytest.fixture(scope="session")
+def bc_second(bc):
+    "A second default run of the same project, same data."
+    second = _run(bc["project"])
+    second["models"] = run_cli("models", "--project", bc["project"])
+    return second
+
+
+@pytest.fixture(scope="session")
+def bc_third(bc_second, bc):
+    "A third run whose gate cannot pass (an unreachable threshold)."
+    third = _run(bc["project"], *fast, "--set", "evaluate.thresholds={roc_auc: 0.99999}")
+    third["models"] = run_cli("models", "--project", bc["project"])
+    return third
+
+
+def test_first_run_output(bc):
+    project, out = bc["project"], bc["first"]["out"]
+    for i, stage in enumerate(STAGES, 1):
+        assert re.search(rf"\[{i}/6\] {stage}\s+ok\s+\d+\.\ds", out), f"no progress line for {stage}:\n{out}"
+    assert re.search(r"model\s+breast-cancer v1 \(@champion, @challenger\)", out), out
+    assert re.search(r"gate\s+passed", out), out
+    assert re.search(r"test\s+roc_auc 0\.9\d{3}\s+pr_auc \d\.\d{4}\s+accuracy \d\.\d{4}", out), out
+    assert f"mlflow ui --backend-store-uri sqlite:///{project.resolve()}/mlflow.db" in out
+    assert "sqlite:////" in out
+    run_dir = bc["first"]["run_dir"]
+    assert f"folder    {run_dir}" in out
+    assert sorted(p.name for p in run_dir.iterdir() if p.is_dir()) == sorted(STAGES + ["notebooks"])
+    assert sorted(p.name for p in (run_dir / "notebooks").iterdir()) == [f"{i:02d}_{s}.ipynb" for i, s in enumerate(STAGES, 1)]
+    assert not list(run_dir.glob(".*.partial")) and not list(run_dir.glob("*.failed"))
+    info = read_json(run_dir / "run.json")
+    assert info["status"] == "FINISHED" and info["error"] is None
+    assert [s["name"] for s in info["stages"]] == STAGES and {s["status"] for s in info["stages"]} == {"ok"}
+
+
+def test_first_run_stderr_has_no_log_chatter(bc):
+    # cli.main sets the "mlflow" logger to WARNING to hide the store's set-up chatter; a clean run should print nothing on stderr
+    assert "INFO" not in bc["first"]["err"], bc["first"]["err"]
+
+
+def test_first_run_mlflow_records(bc):
+    project, run_id = bc["project"], bc["first"]["run_id"]
+    client = client_for(project)
+    exp = client.get_experiment_by_name("breast-cancer")
+    parents = client.search_runs([exp.experiment_id], filter_string="tags.`mlops_nb.pipeline` = 'true'")
+    assert run_id in [p.info.run_id for p in parents]
+    parent = client.get_run(run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.tags["mlops_nb.version"]
+    top = artifact_paths(client, run_id)
+    assert "mlops.yaml" in top and "run.json" in top
+    assert "environment/requirements.txt" in artifact_paths(client, run_id, "environment")
+    requirements = Path(client.download_artifacts(run_id, "environment/requirements.txt")).read_text()
+    assert re.search(r"^mlflow==", requirements, re.MULTILINE) and re.search(r"^scikit-learn==", requirements, re.MULTILINE | re.IGNORECASE)
+
+    children = stage_runs(client, run_id)
+    assert sorted(children) == sorted(STAGES)
+    for i, stage in enumerate(STAGES, 1):
+        child = children[stage]
+        assert child.info.status == "FINISHED", stage
+        notebook = artifact_paths(client, child.info.run_id, "notebook")
+        assert f"notebook/{i:02d}_{stage}.ipynb" in notebook and f"notebook/{i:02d}_{stage}.html" in notebook, (stage, notebook)
+
+    ingest = children["ingest"]
+    assert ingest.inputs.dataset_inputs, "ingest logged no dataset input"
+    fingerprint = ingest.data.tags["data_fingerprint"]
+    assert re.fullmatch(r"[0-9a-f]{64}", fingerprint)
+    assert {t.key: t.value for t in ingest.inputs.dataset_inputs[0].tags}["fingerprint"] == fingerprint
+    assert parent.data.tags["data_fingerprint"] == fingerprint
+
+    train = children["train"]
+    model = read_json(bc["first"]["run_dir"] / "train" / "model.json")
+    assert model["model_uri"].startswith("models:/m-")
+    logged = client.get_logged_model(model["model_uri"].removeprefix("models:/"))
+    assert logged.source_run_id == train.info.run_id
+    assert model["model_id"] in [o.model_id for o in train.outputs.model_outputs]
+
+    mv = client.get_model_version(MODEL, "1")
+    assert mv.tags["pipeline_run_id"] == run_id
+    assert mv.tags["data_fingerprint"] == fingerprint
+    assert mv.tags["git_commit"]  # the tmp project is no git repository: says so instead of a hash
+    assert mv.tags["gate"] == "passed"
+    assert mv.run_id == train.info.run_id
+    for heading in ("# Model card: breast-cancer v1", "## Intended use", "## Training data", "## Held-out metrics",
+                    "## Promotion gate", "## Limitations"):
+        assert heading in mv.description, heading
+    assert fingerprint in mv.description
+    assert {a: int(v) for a, v in client.get_registered_model(MODEL).aliases.items()} == {"champion": 1, "challenger": 1}
+
+
+def test_first_run_model_card_mentions_no_missing_champion(bc):
+    # With no champion yet the gate's champion check is labelled "champion vNone" in gate.json and in the model card
+    gate = read_json(bc["first"]["run_dir"] / "evaluate" / "gate.json")
+    assert gate["champion_version"] is None
+    card = (bc["first"]["run_dir"] / "register" / "model_card.md").read_text()
+    assert "vNone" not in " ".join(c["name"] for c in gate["checks"]), gate["checks"]
+    assert "vNone" not in card, card
+
+
+def test_first_run_listed_by_runs_and_models(bc):
+    run_id = bc["first"]["run_id"]
+    code, out, err = bc["first"]["runs"]
+    assert code == 0, show(code, out, err)
+    rows = [line for line in out.splitlines() if run_id in line]
+    assert len(rows) == 1 and "FINISHED" in rows[0] and "passed" in rows[0] and rows[0].split()[-1] == "1", out
+    code, out, err = bc["first"]["models"]
+    assert code == 0, show(code, out, err)
+    lines = out.splitlines()
+    assert len(lines) == 2, out  # header + version 1
+    assert re.match(r"\s*1\s+@challenger, @champion\s+passed\s", lines[1]), out
+    assert run_id in lines[1]
+
+
+def test_second_run_is_reproducible(bc, bc_second):
+    client = client_for(bc["project"])
+    first, second = client.get_run(bc["first"]["run_id"]), client.get_run(bc_second["run_id"])
+    assert first.info.run_id != second.info.run_id
+    test_metrics = {k: v for k, v in first.data.metrics.items() if k.startswith("test_")}
+    assert {"test_roc_auc", "test_accuracy", "test_log_loss"} <= set(test_metrics)
+    assert {k: v for k, v in second.data.metrics.items() if k.startswith("test_")} == test_metrics
+    assert second.data.tags["data_fingerprint"] == first.data.tags["data_fingerprint"]
+    assert second.data.params["best_candidate"] == first.data.params["best_candidate"]
+    assert bc_second["run_dir"] != bc["first"]["run_dir"]
+
+
+def test_second_run_compared_with_champion_and_registered(bc, bc_second):
+    gate = read_json(bc_second["run_dir"] / "evaluate" / "gate.json")
+    assert gate["champion_version"] == 1
+    first_metrics = read_json(bc["first"]["run_dir"] / "run.json")["summary"]["metrics"]
+    assert gate["champion_metrics"]["roc_auc"] == pytest.approx(first_metrics["test_roc_auc"])
+    champion_check = gate["checks"][-1]
+    assert champion_check["name"] == "roc_auc vs champion v1" and champion_check["passed"]
+    assert gate["passed"]
+    assert re.search(r"model\s+breast-cancer v2 \(@champion, @challenger\)", bc_second["out"]), bc_second["out"]
+    client = client_for(bc["project"])
+    mv = client.get_model_version(MODEL, "2")
+    assert mv.tags["pipeline_run_id"] == bc_second["run_id"] and mv.tags["gate"] == "passed"
+    _, out, _ = bc_second["models"]
+    lines = out.splitlines()
+    assert re.match(r"\s*2\s+@challenger, @champion\s+passed", lines[1]) and re.match(r"\s*1\s+-?\s*passed", lines[2]), out
+
+
+def test_failed_gate_is_a_verdict_not_an_error(bc, bc_third):
+    out = bc_third["out"]
+    assert bc_third["code"] == 0
+    assert "error:" not in bc_third["err"]
+    assert re.search(r"model\s+breast-cancer v3 \(@challenger\)", out), out
+    assert re.search(r"gate\s+failed: roc_auc 0\.\d+ < ", out), out
+    gate = read_json(bc_third["run_dir"] / "evaluate" / "gate.json")
+    assert not gate["passed"] and gate["checks"][0]["name"] == "roc_auc >= 0.99999" and not gate["checks"][0]["passed"]
+    assert read_json(bc_third["run_dir"] / "run.json")["status"] == "FINISHED"
+    client = client_for(bc["project"])
+    assert {a: int(v) for a, v in client.get_registered_model(MODEL).aliases.items()} == {"champion": 2, "challenger": 3}
+    assert client.get_model_version(MODEL, "3").tags["gate"] == "failed"
+    assert "**failed**" in client.get_model_version(MODEL, "3").description
+    code, out, err = bc_third["models"]
+    assert code == 0, show(code, out, err)
+    lines = out.splitlines()
+    assert re.match(r"\s*3\s+@challenger\s+failed\s", lines[1]), out
+    assert re.match(r"\s*2\s+@champion\s+passed\s", lines[2]), out
+    code, out, err = run_cli("runs", "--project", bc["project"])
+    assert code == 0 and len([line for line in out.splitlines() if "FINISHED" in line]) == 3, out
+    assert bc_third["run_id"] in out.splitlines()[1] and out.splitlines()[1].split()[-2:] == ["failed", "3"], out
+
+
+def test_wine_multiclass_integer_labels(tmp_path):
+    project = tmp_path / "wine"
+    code, out, err = run_cli("run", "--example", "wine", "--project", project, *fast)
+    assert code == 0, show(code, out, err)
+    assert re.search(r"model\s+wine v1 \(@champion, @challenger\)", out), out
+    assert re.search(r"test\s+roc_auc \d\.\d{4}", out), out
+    run_dir = run_dir_of(project, run_id_from(out))
+    evaluation = read_json(run_dir / "evaluate" / "evaluation.json")
+    assert evaluation["classes"] == [0, 1, 2]
+    assert evaluation["metrics"]["accuracy"] > 0.8
+    assert "categories:\n  - 0\n  - 1\n  - 2" in (project / "contract.yaml").read_text()
+    assert client_for(project).get_model_version("wine", "1").tags["gate"] == "passed"
+    assert tracking_uri(project) in out
