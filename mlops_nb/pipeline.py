@@ -283,27 +283,31 @@ def run_pipeline(cfg:Config, # Project config (from `load_config`)
     contract_file = cfg.project_dir / cfg.contract
     if "validate" in [s.name for s in specs] and not contract_file.exists():
         raise UsageError(f"data contract {contract_file} not found: restore it, or re-create the project with `mlops-nb init --force`")
-    client = MlflowClient(uri)
-    exp_id = experiment_id(client, cfg)
-    commit = project_commit(cfg.project_dir)
-    parent = client.create_run(exp_id, run_name=time.strftime("pipeline-%Y%m%d-%H%M%S"),
-                               tags={PIPELINE_TAG: "true", "mlops_nb.version": mlops_nb.__version__, "git_commit": commit or "",
-                                     "mlflow.source.type": "JOB", "mlflow.source.name": "mlops-nb run"})
-    run_id = parent.info.run_id
-    run_dir = runs_dir(cfg) / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id[:8]}"
-    (run_dir / "notebooks").mkdir(parents=True)
-    settings = config_dict(cfg)
-    client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)[:6000]) for k, v in _flat(settings).items()])
-    client.log_text(run_id, render_config(cfg), CONFIG_FILE)
-    client.log_text(run_id, installed_packages(), "environment/requirements.txt")
-    if contract_file.exists(): client.log_artifact(run_id, str(contract_file), "contract")
-    inputs, data_path, outcomes, merged, error = {}, None, [], {}, None
     from concurrent.futures import ThreadPoolExecutor
+    runs_dir(cfg).mkdir(parents=True, exist_ok=True)
+    log = runs_dir(cfg) / f".kernels-{os.getpid()}.log"
     recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-stage")
-    records = []
-    with _stderr_to(run_dir / "kernels.log"):
-        kernels = WarmKernels(cfg.project_dir)
+    inputs, data_path, outcomes, merged, error, records = {}, None, [], {}, None, []
+    with _stderr_to(log):
+        kernels = WarmKernels(cfg.project_dir)  # the first stage's kernel starts while the run is set up
         try:
+            client = MlflowClient(uri)
+            try: exp_id = experiment_id(client, cfg)
+            except (mlflow.exceptions.MlflowException, OSError) as e:
+                raise UsageError(f"cannot record to the MLflow store at {uri}: {str(e).splitlines()[0][:300]}") from None
+            commit = project_commit(cfg.project_dir)
+            parent = client.create_run(exp_id, run_name=time.strftime("pipeline-%Y%m%d-%H%M%S"),
+                                       tags={PIPELINE_TAG: "true", "mlops_nb.version": mlops_nb.__version__, "git_commit": commit or "",
+                                             "mlflow.source.type": "JOB", "mlflow.source.name": "mlops-nb run"})
+            run_id = parent.info.run_id
+            run_dir = runs_dir(cfg) / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id[:8]}"
+            (run_dir / "notebooks").mkdir(parents=True)
+            os.replace(log, run_dir / "kernels.log")  # standard error keeps going to the moved file
+            settings = config_dict(cfg)
+            client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)[:6000]) for k, v in _flat(settings).items()])
+            client.log_text(run_id, render_config(cfg), CONFIG_FILE)
+            client.log_text(run_id, installed_packages(), "environment/requirements.txt")
+            if contract_file.exists(): client.log_artifact(run_id, str(contract_file), "contract")
             for index, (spec, notebook) in enumerate(zip(specs, notebooks), 1):
                 if progress: progress("start", spec.name, index, len(specs), None)
                 child = client.create_run(exp_id, run_name=spec.name, tags={"mlflow.parentRunId": run_id, "mlops_nb.stage": spec.name})
@@ -341,6 +345,7 @@ def run_pipeline(cfg:Config, # Project config (from `load_config`)
             kernels.close()
             for record in records: record.result()
             recorder.shutdown()
+            log.unlink(missing_ok=True)  # only left when setting up the run failed
     status = "FINISHED" if error is None else "FAILED"
     if error: client.set_tag(run_id, "error", error[:5000])
     (run_dir / "run.json").write_text(json.dumps({"run_id": run_id, "status": status, "error": error, "summary": merged,

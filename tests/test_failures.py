@@ -199,3 +199,12 @@ def test_run_custom_stage_with_missing_notebook(tmp_path, small_csv):
 def test_run_unknown_example():
     code, out, err = run_cli("run", "--example", "nope")
     assert code == 2 and "invalid choice: 'nope'" in err and "Traceback" not in err, show(code, out, err)
+
+
+def test_unreachable_tracking_server_is_a_usage_error(tmp_path, small_csv, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail at once instead of retrying for minutes
+    project = tmp_path / "p"
+    assert run_cli("init", project, "--data", small_csv, "--target", "label")[0] == 0
+    line = _usage_error(*run_cli("run", "--project", project, "--set", "tracking_uri=http://127.0.0.1:9"))
+    assert "cannot record to the MLflow store at http://127.0.0.1:9" in line
+    assert [p.name for p in (project / "runs").iterdir()] == [], "a run that never started leaves no files"
