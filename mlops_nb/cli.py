@@ -22,13 +22,28 @@ __all__ = ['KEY_METRICS', 'Progress', 'summary_lines', 'cmd_init', 'cmd_run', 'c
 
 # %% ../nbs/10_cli.ipynb #29d40b56
 class Progress:
-    "Print stage progress as `[i/n] stage ... ok 3.2s`."
-    def __init__(self, out=None): self.out = out or sys.stdout
-    def __call__(self, event, stage, index, total, outcome):
-        if event == "start": print(f"  [{index}/{total}] {stage:<12}", end=" ", file=self.out, flush=True)
-        else: print(f"{outcome.status:<6} {outcome.seconds:6.1f}s", file=self.out, flush=True)
+    "Print stage progress as `[i/n] stage ... ok 3.2s`, with what a stage prints indented below it."
+    def __init__(self, out=None, show_output:bool=True):
+        self.out, self.show_output, self.line_open, self.printed = out or sys.stdout, show_output, False, False
 
-# %% ../nbs/10_cli.ipynb #a213a5b6
+    def __call__(self, event, stage, index, total, outcome):
+        head = f"  [{index}/{total}] {stage:<12}"
+        if event == "start":
+            print(head, end=" ", file=self.out, flush=True)
+            self.line_open, self.printed = True, False
+        else:
+            status = f"{outcome.status:<6} {outcome.seconds:6.1f}s"
+            print(f"{head} {status}" if self.printed else status, file=self.out, flush=True)
+            self.line_open = False
+
+    def output(self, stage, text):
+        "Show a line a stage printed, indented under its progress line."
+        if not self.show_output: return
+        if self.line_open: print(file=self.out); self.line_open = False
+        for line in text.rstrip("\n").splitlines(): print(f"        | {line}", file=self.out, flush=True)
+        self.printed = True
+
+# %% ../nbs/10_cli.ipynb #be43198f
 KEY_METRICS = ("roc_auc", "pr_auc", "accuracy", "f1", "log_loss")
 
 def summary_lines(result:RunResult, # A finished or failed run
@@ -51,7 +66,7 @@ def summary_lines(result:RunResult, # A finished or failed run
                  if result.tracking_uri.startswith("sqlite") else f"  look      {result.tracking_uri}")
     return lines
 
-# %% ../nbs/10_cli.ipynb #3a88ebb1
+# %% ../nbs/10_cli.ipynb #5aa95812
 def _print_table(frame, empty:str)->None:
     print(empty if frame.empty else frame.to_string(index=False, na_rep="-"))
 
@@ -71,7 +86,8 @@ def cmd_run(args)->int:
     print(f"mlops-nb {mlops_nb.__version__}: running '{cfg.project}' ({len(cfg.stage_specs)} stages) in {cfg.project_dir}")
     print(f"  tracking {tracking_uri(cfg)}")
     start = time.perf_counter()
-    result = run_pipeline(cfg, progress=Progress())
+    progress = Progress(show_output=not args.quiet)
+    result = run_pipeline(cfg, progress=progress, output=progress.output)
     print("\n".join(summary_lines(result, cfg.train.primary_metric, time.perf_counter() - start)))
     if result.status != "FINISHED":
         failed = result.stages[-1]
@@ -96,7 +112,7 @@ def cmd_examples(args)->int:
     for ex in EXAMPLES.values(): print(f"{ex.name:<14} target '{ex.target}': {ex.description}")
     return 0
 
-# %% ../nbs/10_cli.ipynb #51e320cf
+# %% ../nbs/10_cli.ipynb #0d73a595
 def parser()->argparse.ArgumentParser: # The `mlops-nb` argument parser
     "The command-line interface."
     p = argparse.ArgumentParser(prog="mlops-nb", description="Notebook-first MLOps: validated, cross-validated, evaluated, gated and registered models; every stage an executed notebook in MLflow.")
@@ -114,6 +130,7 @@ def parser()->argparse.ArgumentParser: # The `mlops-nb` argument parser
     s.add_argument("--example", choices=sorted(EXAMPLES), help="run on a bundled dataset (creates ./mlops-nb-example-NAME)")
     s.add_argument("--project", help="project folder (default: the current folder, or ./mlops-nb-example-NAME with --example)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting for this run, e.g. train.n_splits=3 (repeatable)")
+    s.add_argument("-q", "--quiet", action="store_true", help="show only one line per stage, not what the stages print")
     s.set_defaults(func=cmd_run)
     s = sub.add_parser("runs", help="list recent pipeline runs")
     s.add_argument("--project", default=".", help="project folder (default: the current folder)")

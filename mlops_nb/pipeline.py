@@ -166,10 +166,12 @@ def execute_stage(notebook:Path, # Runbook to execute
                   parameters:dict, # Injected into the `parameters` cell
                   cwd:Path, # Working directory of the kernel
                   kernel=None, # A started `jupyter_client.KernelManager` to run in (default: papermill starts one)
+                  stdout=None, # A file-like object that receives what the notebook prints, as it prints it
                  )->None:
     "Execute one runbook with papermill; raises `StageFailed` with a one-line message on error."
     import papermill
     extra = {"km": kernel} if kernel is not None else {}
+    if stdout is not None: extra["stdout_file"] = stdout
     try:
         papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name="python3", language="python",
                                    progress_bar=False, cwd=str(cwd), log_output=False, **extra)
@@ -269,9 +271,17 @@ def _log_summary(client, run_id:str, summary_file:Path, merged:dict)->None:
                      tags=[RunTag(k, str(v)) for k, v in s.get("tags", {}).items()])
     for key in ("metrics", "params", "tags"): merged.setdefault(key, {}).update(s.get(key, {}))
 
-# %% ../nbs/09_pipeline.ipynb #e5045927
+# %% ../nbs/09_pipeline.ipynb #e88368f8
+class _StageOutput:
+    "A file-like object passing a stage's printed text to a callback."
+    def __init__(self, stage:str, callback:Callable): self.stage, self.callback = stage, callback
+    def write(self, text:str)->None:
+        if text: self.callback(self.stage, text)
+    def flush(self)->None: pass
+
 def run_pipeline(cfg:Config, # Project config (from `load_config`)
                  progress:Callable|None=None, # Called as progress(event, stage, index, total, outcome) with event "start" or "end"
+                 output:Callable|None=None, # Called as output(stage, text) with what a stage's notebook prints, while it runs
                 )->RunResult: # The run's stages, summary and status
     "Execute every stage of the project's pipeline as a papermill run recorded in MLflow."
     import mlflow
@@ -320,7 +330,7 @@ def run_pipeline(cfg:Config, # Project config (from `load_config`)
                 start = time.perf_counter()
                 km = kernels.take(prefetch=index < len(specs))
                 try:
-                    execute_stage(notebook, executed, params, cfg.project_dir, km)
+                    execute_stage(notebook, executed, params, cfg.project_dir, km, _StageOutput(spec.name, output) if output else None)
                     status = "ok"
                 except (StageFailed, KeyboardInterrupt) as e:
                     status, error = "failed", str(e) if isinstance(e, StageFailed) else f"stage '{spec.name}' interrupted"
