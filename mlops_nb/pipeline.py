@@ -20,16 +20,17 @@ from collections.abc import Callable
 import pandas as pd
 
 import mlops_nb
-from .config import (CONFIG_FILE, Config, StageSpec, UsageError, artifact_location, config_dict, config_from_dict,
+from .config import (CONFIG_FILE, Config, StageSpec, UsageError, artifact_location, config_dict, config_from_dict, data_path,
                              render_config, runs_dir, tracking_uri)
-from .contract import ContractError, infer_contract
+from .contract import Contract, ContractError, infer_contract
 from .data import load_example, read_table
 from .stage import DATA_FILE, SUMMARY_FILE
 
 # %% auto #0
 __all__ = ['RUNBOOKS', 'GITIGNORE', 'KERNEL_ERRORS', 'WARM_IMPORTS', 'PIPELINE_TAG', 'experiment_id', 'init_project',
            'example_project', 'runbook_for', 'project_commit', 'installed_packages', 'StageFailed', 'StageOutcome',
-           'execute_stage', 'start_warm_kernel', 'WarmKernels', 'RunResult', 'run_pipeline', 'list_runs']
+           'execute_stage', 'start_warm_kernel', 'WarmKernels', 'check_inputs', 'RunResult', 'run_pipeline',
+           'list_runs']
 
 # %% ../nbs/09_pipeline.ipynb #5e5c1af0
 def experiment_id(client, cfg:Config)->str: # The project's MLflow experiment, created when missing
@@ -229,7 +230,20 @@ def _stop(km)->None:
     if km is not None:
         with contextlib.suppress(*KERNEL_ERRORS): km.shutdown_kernel(now=True)
 
-# %% ../nbs/09_pipeline.ipynb #cc52b509
+# %% ../nbs/09_pipeline.ipynb #0fb0d658
+def check_inputs(cfg:Config)->None:
+    "Fail early, with a `UsageError`, when the data file or the data contract the stages need is missing or invalid."
+    names = [s.name for s in cfg.stage_specs]
+    if "ingest" in names and not data_path(cfg).exists():
+        raise UsageError(f"data file not found: {data_path(cfg)} (data.path in {CONFIG_FILE}); point data.path at the data, or pass --set data.path=FILE")
+    contract_file = cfg.project_dir / cfg.contract
+    if {"validate", "prepare", "train", "evaluate"} & set(names):
+        if not contract_file.exists():
+            raise UsageError(f"data contract {contract_file} not found: restore it, or re-create it with `mlops-nb init --force`")
+        try: Contract.from_yaml(contract_file)
+        except ContractError as e: raise UsageError(str(e)) from None
+
+# %% ../nbs/09_pipeline.ipynb #08a29164
 PIPELINE_TAG = "mlops_nb.pipeline"
 
 @dataclass(frozen=True)
@@ -271,7 +285,7 @@ def _log_summary(client, run_id:str, summary_file:Path, merged:dict)->None:
                      tags=[RunTag(k, str(v)) for k, v in s.get("tags", {}).items()])
     for key in ("metrics", "params", "tags"): merged.setdefault(key, {}).update(s.get(key, {}))
 
-# %% ../nbs/09_pipeline.ipynb #e88368f8
+# %% ../nbs/09_pipeline.ipynb #b1facc25
 class _StageOutput:
     "A file-like object passing a stage's printed text to a callback."
     def __init__(self, stage:str, callback:Callable): self.stage, self.callback = stage, callback
@@ -291,8 +305,7 @@ def run_pipeline(cfg:Config, # Project config (from `load_config`)
     specs = cfg.stage_specs
     notebooks = [runbook_for(cfg, s) for s in specs]  # every notebook must exist before anything runs
     contract_file = cfg.project_dir / cfg.contract
-    if "validate" in [s.name for s in specs] and not contract_file.exists():
-        raise UsageError(f"data contract {contract_file} not found: restore it, or re-create the project with `mlops-nb init --force`")
+    check_inputs(cfg)
     from concurrent.futures import ThreadPoolExecutor
     runs_dir(cfg).mkdir(parents=True, exist_ok=True)
     log = runs_dir(cfg) / f".kernels-{os.getpid()}.log"
@@ -364,7 +377,7 @@ def run_pipeline(cfg:Config, # Project config (from `load_config`)
     client.set_terminated(run_id, status)
     return RunResult(run_id, run_dir, status, tuple(outcomes), uri, merged, error)
 
-# %% ../nbs/09_pipeline.ipynb #1579e3fa
+# %% ../nbs/09_pipeline.ipynb #36244d18
 def list_runs(cfg:Config, # Project config
               max_results:int=20, # How many recent runs
              )->pd.DataFrame: # One row per pipeline run, newest first

@@ -208,3 +208,15 @@ def test_unreachable_tracking_server_is_a_usage_error(tmp_path, small_csv, monke
     line = _usage_error(*run_cli("run", "--project", project, "--set", "tracking_uri=http://127.0.0.1:9"))
     assert "cannot record to the MLflow store at http://127.0.0.1:9" in line
     assert [p.name for p in (project / "runs").iterdir()] == [], "a run that never started leaves no files"
+
+
+def test_missing_data_or_broken_contract_stops_before_running(tmp_path, small_csv):
+    project = tmp_path / "p"
+    assert run_cli("init", project, "--data", small_csv, "--target", "label")[0] == 0
+    line = _usage_error(*run_cli("run", "--project", project, "--set", "data.path=moved.csv"))
+    assert f"data file not found: {project.resolve() / 'moved.csv'}" in line
+    contract = project / "contract.yaml"
+    contract.write_text(contract.read_text().replace("role: target", "role: label", 1))
+    line = _usage_error(*run_cli("run", "--project", project))
+    assert "contract.yaml" in line and "label" in line, line
+    assert not (project / "runs").exists(), "nothing ran"
