@@ -379,7 +379,6 @@ def build(out:Path=OUT, jobs:int=2)->int:
         mod = full.rsplit(".", 1)[0]
         xref.setdefault(mod, f"page:{docname}")
     (PROC / "xref.json").write_text(json.dumps(xref, indent=1, sort_keys=True))
-    shutil.rmtree(out, ignore_errors=True)
     env = {**os.environ, "MLOPS_XREF": str(PROC / "xref.json"), "PYTHONPATH": str(DOCS)}
     # myst-nb writes next to the output folder (jupyter_execute/), so Sphinx builds inside _proc and the result moves
     html = PROC / "html"
@@ -389,6 +388,11 @@ def build(out:Path=OUT, jobs:int=2)->int:
     if subprocess.run(cmd, env=env, cwd=ROOT, check=False).returncode:
         print("docs: Sphinx reported warnings or errors (above)", file=sys.stderr)
         return 1
+    if out.exists():
+        if not (out / "objects.inv").exists() and any(out.iterdir()):
+            print(f"docs: {out} exists and is not a site this script built; not replacing it", file=sys.stderr)
+            return 1
+        shutil.rmtree(out)
     shutil.move(html, out)
     errors = check_site(out)
     for e in errors: print(f"docs: {e}", file=sys.stderr)

@@ -170,7 +170,8 @@ def config_from_dict(data:dict, # Parsed `mlops.yaml` (any subset of the setting
     names = [s.name for s in cfg.stage_specs]  # also checks every stage entry
     if len(set(names)) != len(names):
         raise UsageError(f"stage names must be unique, got {names}")
-    return replace(cfg, stages=tuple(cfg.stages), project_dir=Path(project_dir).resolve())
+    thresholds = {k: v for k, v in cfg.evaluate.thresholds.items() if v is not None}  # `--set evaluate.thresholds.f1=null` removes one
+    return replace(cfg, stages=tuple(cfg.stages), evaluate=replace(cfg.evaluate, thresholds=thresholds), project_dir=Path(project_dir).resolve())
 
 # %% ../nbs/00_config.ipynb #6bcde494
 def parse_overrides(items:list, # `key.sub=value` strings

@@ -129,6 +129,11 @@ class Contract:
         return tuple(c for c in self.columns if c.role == "feature")
 
     @property
+    def row_columns(self)->tuple:
+        "Feature and target columns: a row's content, as far as a model is concerned."
+        return tuple(c.name for c in self.columns if c.role in ("feature", "target"))
+
+    @property
     def classes(self)->tuple:
         "The target's allowed labels."
         return self.column(self.target).categories
@@ -282,6 +287,12 @@ def infer_contract(df:pd.DataFrame, # A representative sample of the data, targe
         if col is not None and col not in names:
             raise ContractError(f"{what} column '{col}' is not in the data; available columns: {_choices(names)}")
     if target == time_column: raise ContractError(f"'{target}' cannot be both the target and the time column")
+    if time_column is not None:
+        values = clean_missing(df[time_column]).dropna()
+        parsed = pd.to_datetime(values.astype(str), errors="coerce", format="mixed") if len(values) else values
+        if pd.api.types.is_numeric_dtype(values) or (len(values) and parsed.notna().mean() < 0.95):
+            raise ContractError(f"time column '{time_column}' does not hold dates (e.g. {values.iloc[0]!r}); "
+                                "give a column of dates or timestamps such as 2024-01-31")
     specs = []
     for name in names:
         if name == target: specs.append(_infer_target(df[name], name))

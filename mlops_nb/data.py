@@ -18,7 +18,7 @@ from .config import UsageError
 
 # %% auto #0
 __all__ = ['FORMATS', 'EXAMPLES', 'TRUSTED_MODULES', 'table_format', 'read_table', 'Example', 'load_example', 'fingerprint',
-           'write_parquet', 'schema', 'trusted_types', 'save_skops', 'load_skops']
+           'row_hashes', 'write_parquet', 'schema', 'trusted_types', 'save_skops', 'load_skops']
 
 # %% ../nbs/01_data.ipynb #093ff53f
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -81,7 +81,7 @@ def load_example(name:str, # One of `EXAMPLES`
 
 # %% ../nbs/01_data.ipynb #18ce7a23
 def fingerprint(df:pd.DataFrame, # Any table
-               )->str: # Hex SHA-256 of column names, dtypes' kinds and values
+               )->str: # Hex SHA-256 of column names, shape and values
     "A content fingerprint of a DataFrame: stable across re-reads, different when any value changes."
     h = hashlib.sha256()
     h.update("\x1f".join(map(str, df.columns)).encode())
@@ -91,7 +91,14 @@ def fingerprint(df:pd.DataFrame, # Any table
         h.update(rows.tobytes())
     return h.hexdigest()
 
-# %% ../nbs/01_data.ipynb #8b48a8a6
+# %% ../nbs/01_data.ipynb #27c0941c
+def row_hashes(df:pd.DataFrame, # Any table
+              )->np.ndarray: # One uint64 hash per row
+    "A content hash of every row, independent of the index and of the order of the columns."
+    ordered = df[sorted(df.columns, key=str)]
+    return pd.util.hash_pandas_object(ordered, index=False, categorize=True).to_numpy()
+
+# %% ../nbs/01_data.ipynb #0e309c3d
 def write_parquet(df:pd.DataFrame, # Table to write
                   path:Path|str, # Destination `.parquet` file
                  )->Path: # The written path
@@ -111,7 +118,7 @@ def schema(df:pd.DataFrame)->dict: # Column name -> dtype name
     "The column types of a table, as plain strings."
     return {str(c): str(t) for c, t in df.dtypes.items()}
 
-# %% ../nbs/01_data.ipynb #41be7a45
+# %% ../nbs/01_data.ipynb #b236c706
 TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")
 
 def trusted_types(obj)->list: # Type names skops must be told to trust to load `obj`

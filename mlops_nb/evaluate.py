@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['Evaluation', 'evaluate_model', 'plot_roc', 'plot_precision_recall', 'plot_confusion_matrix', 'plot_calibration',
-           'evaluation_plots', 'GateCheck', 'GateResult', 'gate']
+           'evaluation_plots', 'GateCheck', 'GateResult', 'gate', 'ChampionComparison', 'compare_with_champion']
 
 # %% ../nbs/05_evaluate.ipynb #cad1cbdb
 import html
@@ -212,12 +212,12 @@ def _threshold_check(metrics, name, bound):
     detail = f"{name} is {_fmt(value)}, which {'meets' if passed else 'misses'} the {kind} of {_fmt(bound)}."
     return GateCheck(check, value, bound, passed, detail), f"{name} {_fmt(value)} {worse} {_fmt(bound)}"
 
-def _champion_check(metrics, primary, champion_metrics, tolerance, champion_label):
+def _champion_check(metrics, primary, champion_metrics, tolerance, champion_label, note=None):
     "Compare the challenger with the champion on the primary metric; returns the check and a short failure text."
     greater = get_metric(primary).greater_is_better
     value, check = _metric_value(metrics, primary, "challenger"), f"{primary} vs {champion_label}"
     if champion_metrics is None:
-        return GateCheck(check, value, math.nan, True, "no champion yet, so there is nothing to compare with."), ""
+        return GateCheck(check, value, math.nan, True, note or "no champion yet, so there is nothing to compare with."), ""
     old = _metric_value(champion_metrics, primary, champion_label)
     bound = old - tolerance if greater else old + tolerance
     passed = is_improvement(primary, value, old, tolerance)
@@ -238,14 +238,55 @@ def gate(metrics:dict[str, float], # The challenger's held-out metrics
          champion_metrics:dict[str, float]|None=None, # The champion's metrics on the SAME held-out data; None if none
          tolerance:float=0.0, # How much worse than the champion the challenger may be on `primary_metric`
          champion_label:str="champion", # Name of the champion in check names and details, e.g. "champion v3"
+         comparison_metrics:dict[str, float]|None=None, # The challenger's metrics on the rows the champion was scored on (default: `metrics`)
+         champion_note:str|None=None, # Why there is no comparison, when `champion_metrics` is None
         )->GateResult: # Passed only if every check passed
     "Decide whether a challenger may be promoted: absolute thresholds plus comparison with the champion."
     get_metric(primary_metric)
     if tolerance < 0: raise ValueError(f"tolerance must be >= 0; got {tolerance}.")
     results = [_threshold_check(metrics, name, bound) for name, bound in thresholds.items()]
-    results.append(_champion_check(metrics, primary_metric, champion_metrics, tolerance, champion_label))
+    results.append(_champion_check(comparison_metrics or metrics, primary_metric, champion_metrics, tolerance, champion_label, champion_note))
     checks = tuple(check for check, _ in results)
     passed = all(check.passed for check in checks)
     failures = [failure for check, failure in results if not check.passed]
     summary = f"passed: {len(checks)} of {len(checks)} checks" if passed else "failed: " + "; ".join(failures)
     return GateResult(passed, checks, summary)
+
+# %% ../nbs/05_evaluate.ipynb #ac6377bc
+@dataclass(frozen=True)
+class ChampionComparison:
+    "Challenger and champion scored on the same held-out rows, none of which the champion trained on."
+    challenger: dict | None  # The challenger's metrics on those rows
+    champion: dict | None    # The champion's metrics on those rows; None when no fair comparison was possible
+    n_rows: int              # How many test rows were new to the champion
+    note: str | None = None  # Why there is no comparison, or what was left out
+
+    def to_dict(self)->dict: return asdict(self)
+
+def compare_with_champion(challenger, # Fitted challenger model
+                          champion, # Fitted champion model (its `feature_names_in_` pick its columns)
+                          test:pd.DataFrame, # Held-out rows, features and target
+                          target:str, # Target column
+                          test_rows:np.ndarray, # Row hashes of `test` (`row_hashes`)
+                          champion_rows:np.ndarray|None, # Row hashes the champion was trained on; None if unknown
+                          min_rows:int=20, # Fewest new rows for a fair comparison
+                          label:str="champion", # How the champion is named in notes
+                         )->ChampionComparison:
+    "Score challenger and champion on the test rows the champion has not seen."
+    if champion_rows is None:
+        return ChampionComparison(None, None, 0, f"{label} has no record of its training rows, so it cannot be compared fairly")
+    fresh = ~np.isin(test_rows, champion_rows)
+    rows, y = test[fresh], test[target][fresh]
+    left_out = len(test) - int(fresh.sum())
+    if len(rows) < min_rows or y.nunique() < 2:
+        return ChampionComparison(None, None, len(rows), f"only {len(rows)} test rows are new to {label} "
+                                  f"({left_out} were in its training data): too few to compare fairly")
+    missing = [c for c in champion.feature_names_in_ if c not in rows.columns]
+    if missing:
+        return ChampionComparison(None, None, len(rows), f"{label} needs columns this data lacks ({', '.join(map(str, missing[:5]))})")
+    if not set(y.unique()) <= set(champion.classes_):
+        return ChampionComparison(None, None, len(rows), f"{label} does not know every class of this test set")
+    mine = evaluate_model(challenger, rows[list(challenger.feature_names_in_)], y).metrics
+    theirs = evaluate_model(champion, rows[list(champion.feature_names_in_)], y).metrics
+    note = f"compared on the {len(rows)} test rows new to {label}; {left_out} it trained on were left out" if left_out else None
+    return ChampionComparison(mine, theirs, len(rows), note)

@@ -29,8 +29,8 @@ from .stage import DATA_FILE, SUMMARY_FILE
 # %% auto #0
 __all__ = ['RUNBOOKS', 'GITIGNORE', 'KERNEL_ERRORS', 'WARM_IMPORTS', 'PIPELINE_TAG', 'experiment_id', 'init_project',
            'example_project', 'runbook_for', 'project_commit', 'installed_packages', 'StageFailed', 'StageOutcome',
-           'execute_stage', 'start_warm_kernel', 'WarmKernels', 'check_inputs', 'RunResult', 'run_pipeline',
-           'list_runs']
+           'execute_stage', 'start_warm_kernel', 'WarmKernels', 'check_inputs', 'check_settings', 'RunResult',
+           'run_pipeline', 'list_runs']
 
 # %% ../nbs/09_pipeline.ipynb #5e5c1af0
 def experiment_id(client, cfg:Config)->str: # The project's MLflow experiment, created when missing
@@ -69,7 +69,7 @@ def init_project(project_dir:Path|str, # Folder to create (may exist, must not h
     if copy_runbooks:
         (project_dir / "runbooks").mkdir(exist_ok=True)
         for nb in sorted(RUNBOOKS.glob("*.ipynb")):
-            if force or not (project_dir / "runbooks" / nb.name).exists(): shutil.copy(nb, project_dir / "runbooks" / nb.name)
+            if not (project_dir / "runbooks" / nb.name).exists(): shutil.copy(nb, project_dir / "runbooks" / nb.name)  # never over an edited one
     if not (project_dir / ".gitignore").exists(): (project_dir / ".gitignore").write_text(GITIGNORE)
     from mlflow.tracking import MlflowClient
     experiment_id(MlflowClient(tracking_uri(cfg)), cfg)  # create the store now, so the first run does not wait for it
@@ -240,8 +240,32 @@ def check_inputs(cfg:Config)->None:
     if {"validate", "prepare", "train", "evaluate"} & set(names):
         if not contract_file.exists():
             raise UsageError(f"data contract {contract_file} not found: restore it, or re-create it with `mlops-nb init --force`")
-        try: Contract.from_yaml(contract_file)
+        try: contract = Contract.from_yaml(contract_file)
         except ContractError as e: raise UsageError(str(e)) from None
+        for what, configured, declared in (("data.target", cfg.data.target, contract.target), ("data.time_column", cfg.data.time_column, contract.time_column)):
+            if configured != declared:
+                raise UsageError(f"{what} is {configured!r} in {CONFIG_FILE} but {declared!r} in {cfg.contract}: the contract decides; "
+                                 f"make them agree, or re-create the contract with `mlops-nb init --force`")
+    check_settings(cfg)
+
+def check_settings(cfg:Config)->None:
+    "Reject metric, candidate and threshold names that do not exist, and values out of range, before a run starts."
+    from mlops_nb.metrics import METRICS
+    from mlops_nb.train import CANDIDATES
+    def known(what, name, names):
+        if name not in names: raise UsageError(f"unknown {what} '{name}': choose from {', '.join(names)}")
+    known("metric in train.primary_metric", cfg.train.primary_metric, list(METRICS))
+    for name in cfg.train.candidates: known("candidate in train.candidates", name, list(CANDIDATES))
+    for name, bound in cfg.evaluate.thresholds.items():
+        known("metric in evaluate.thresholds", name, list(METRICS))
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+            raise UsageError(f"evaluate.thresholds.{name} must be a number, got {bound!r}")
+    for name, value, low, high in (("prepare.test_size", cfg.prepare.test_size, 0, 1), ("validate.max_quarantine_share", cfg.validate.max_quarantine_share, 0, 1)):
+        if not low <= value <= high: raise UsageError(f"{name} must be between {low} and {high}, got {value}")
+    if cfg.train.n_splits < 2: raise UsageError(f"train.n_splits must be at least 2, got {cfg.train.n_splits}")
+    if cfg.train.n_iter < 1: raise UsageError(f"train.n_iter must be at least 1, got {cfg.train.n_iter}")
+    if cfg.prepare.split not in ("auto", "stratified", "random", "time"):
+        raise UsageError(f"unknown prepare.split '{cfg.prepare.split}': choose from auto, stratified, random, time")
 
 # %% ../nbs/09_pipeline.ipynb #08a29164
 PIPELINE_TAG = "mlops_nb.pipeline"

@@ -60,7 +60,7 @@ def split_data(df:pd.DataFrame, # Validated data, target included
     n_test = int(np.ceil(len(df) * test_size))
     if strategy == "time":
         if not contract.time_column: raise ValueError("a time split needs data.time_column in mlops.yaml")
-        order = pd.to_datetime(df[contract.time_column]).sort_values(kind="stable").index
+        order = pd.to_datetime(df[contract.time_column]).sort_values(kind="stable", na_position="first").index  # undated rows train
         train, test = df.loc[order[:-n_test]], df.loc[order[-n_test:]]
     else:
         stratify = None
@@ -73,6 +73,10 @@ def split_data(df:pd.DataFrame, # Validated data, target included
         train, test = train_test_split(df, test_size=test_size, stratify=stratify, random_state=seed)
     if train[contract.target].nunique() < 2:
         raise ValueError("the training part holds a single class: use more data or a different split")
+    unseen = sorted(set(test[contract.target].unique()) - set(train[contract.target].unique()), key=str)
+    if unseen:
+        raise ValueError(f"classes {unseen} occur only in the test part, so no model can learn them: "
+                         "use more history, a smaller prepare.test_size, or prepare.split: stratified")
     return Split(train, test, strategy, contract.target)
 
 # %% ../nbs/03_prepare.ipynb #b71321b5

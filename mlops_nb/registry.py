@@ -6,13 +6,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 # %% auto #0
-__all__ = ['CHAMPION', 'CHALLENGER', 'Registration', 'champion_version', 'register_version', 'model_versions', 'model_card']
+__all__ = ['CHAMPION', 'CHALLENGER', 'LINEAGE_ROWS', 'Registration', 'champion_version', 'register_version', 'Champion',
+           'load_champion', 'model_versions', 'model_card']
 
 # %% ../nbs/06_registry.ipynb #e9962e49
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -66,7 +68,45 @@ def register_version(client:MlflowClient, # Client on the project's tracking sto
         aliases.insert(0, CHAMPION)
     return Registration(name, version, tuple(aliases), gate_passed, previous)
 
-# %% ../nbs/06_registry.ipynb #31d24408
+# %% ../nbs/06_registry.ipynb #8418a3b6
+LINEAGE_ROWS = "lineage/train_rows.parquet"
+
+@dataclass(frozen=True)
+class Champion:
+    "The current champion, loaded for comparison, or why it could not be."
+    version: int | None
+    model: object = None
+    train_rows: object = None  # numpy array of row hashes, or None when not recorded
+    note: str | None = None
+
+def load_champion(client:MlflowClient, # Client on the project's tracking store
+                  name:str, # Registered model name
+                 )->Champion: # The champion's model and training-row hashes, or a note saying why not
+    "Load the `@champion` version's model (skops, trusted types only) and its training-row hashes."
+    import tempfile
+
+    from mlflow.artifacts import download_artifacts
+
+    from mlops_nb.data import load_skops
+    version = champion_version(client, name)
+    if version is None: return Champion(None)
+    mv = client.get_model_version(name, str(version))
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            folder = Path(download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp, tracking_uri=client.tracking_uri))
+            if not (folder / "model.skops").exists():
+                return Champion(version, note=f"champion v{version} is not stored with skops, so it is not loaded")
+            model = load_skops(folder / "model.skops")
+        except (MlflowException, OSError, TypeError, ValueError) as e:
+            return Champion(version, note=f"champion v{version} could not be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+        try:
+            rows_file = download_artifacts(run_id=mv.run_id, artifact_path=LINEAGE_ROWS, dst_path=tmp, tracking_uri=client.tracking_uri)
+            rows = pd.read_parquet(rows_file)["row_hash"].to_numpy()
+        except (MlflowException, OSError, KeyError):
+            rows = None
+    return Champion(version, model, rows)
+
+# %% ../nbs/06_registry.ipynb #233d6d17
 def model_versions(client:MlflowClient, # Client on the project's tracking store
                    name:str, # Registered model name
                   )->pd.DataFrame: # One row per version, newest first
@@ -81,7 +121,7 @@ def model_versions(client:MlflowClient, # Client on the project's tracking store
     cols = ["version", "aliases", "gate", "created", "pipeline_run", "data"]
     return pd.DataFrame(rows, columns=cols).sort_values("version", ascending=False).reset_index(drop=True)
 
-# %% ../nbs/06_registry.ipynb #d7e91daa
+# %% ../nbs/06_registry.ipynb #a5c1a31b
 def _fmt(v)->str: return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 def model_card(name:str, # Registered model name

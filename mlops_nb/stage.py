@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +113,7 @@ def stage_context(stage:str, # Stage name
                        tracking_uri, stage_run_id, parent_run_id, git_commit)
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
     if tracking_uri and stage_run_id:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars in the executed notebook
         import mlflow
         mlflow.set_tracking_uri(tracking_uri)
         if mlflow.active_run() is None: mlflow.start_run(run_id=stage_run_id)

@@ -95,7 +95,7 @@ def search_candidate(candidate:Candidate, # What to tune
                                 return_train_score=True, error_score="raise")
     search.fit(X, y)
     res = search.cv_results_
-    best = int(np.argmax(res[f"mean_test_{primary_metric}"]))
+    best = int(np.argmin(res[f"rank_test_{primary_metric}"]))  # sklearn ranks an undefined (NaN) score last
     folds = tuple(from_cv_score(primary_metric, res[f"split{i}_test_{primary_metric}"][best]) for i in range(n_splits))
     oriented_gap = res[f"mean_train_{primary_metric}"][best] - res[f"mean_test_{primary_metric}"][best]
     result = CandidateResult(candidate.name, {k.removeprefix("model__"): v for k, v in res["params"][best].items()},

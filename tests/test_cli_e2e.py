@@ -64,7 +64,7 @@ def test_first_run_output(bc):
 
 
 def test_first_run_stderr_has_no_log_chatter(bc):
-    # cli.main sets the "mlflow" logger to WARNING to hide the store's set-up chatter; a clean run should print nothing on stderr
+    # cli.main sets MLFLOW_LOGGING_LEVEL=WARNING to hide the store's set-up chatter; a clean run prints nothing on stderr
     assert "INFO" not in bc["first"]["err"], bc["first"]["err"]
 
 
@@ -157,7 +157,10 @@ def test_second_run_compared_with_champion_and_registered(bc, bc_second):
     gate = read_json(bc_second["run_dir"] / "evaluate" / "gate.json")
     assert gate["champion_version"] == 1
     first_metrics = read_json(bc["first"]["run_dir"] / "run.json")["summary"]["metrics"]
-    assert gate["champion_metrics"]["roc_auc"] == pytest.approx(first_metrics["test_roc_auc"])
+    # same data, seed and split: every test row is new to the champion, so it is scored on all of them
+    n_test = read_json(bc_second["run_dir"] / "prepare" / "summary.json")["params"]["n_test"]
+    assert gate["comparison"]["n_rows"] == n_test and gate["note"] is None, gate
+    assert gate["comparison"]["champion"]["roc_auc"] == pytest.approx(first_metrics["test_roc_auc"])
     champion_check = gate["checks"][-1]
     assert champion_check["name"] == "roc_auc vs champion v1" and champion_check["passed"]
     assert gate["passed"]
@@ -191,6 +194,18 @@ def test_failed_gate_is_a_verdict_not_an_error(bc, bc_third):
     code, out, err = run_cli("runs", "--project", bc["project"])
     assert code == 0 and len([line for line in out.splitlines() if "FINISHED" in line]) == 3, out
     assert bc_third["run_id"] in out.splitlines()[1] and out.splitlines()[1].split()[-2:] == ["failed", "3"], out
+
+
+def test_new_seed_is_compared_with_champion_only_on_rows_it_never_saw(bc, bc_third):
+    # another seed gives another split: part of this test set trained the champion and must not score it
+    fourth = _run(bc["project"], *fast, "--set", "seed=7")
+    gate = read_json(fourth["run_dir"] / "evaluate" / "gate.json")
+    n_test = read_json(fourth["run_dir"] / "prepare" / "summary.json")["params"]["n_test"]
+    comparison = gate["comparison"]
+    assert gate["champion_version"] == 2
+    assert 0 < comparison["n_rows"] < n_test, comparison
+    assert f"{n_test - comparison['n_rows']} it trained on were left out" in gate["note"], gate["note"]
+    assert gate["checks"][-1]["value"] == comparison["challenger"]["roc_auc"]
 
 
 def test_wine_multiclass_integer_labels(tmp_path):

@@ -169,6 +169,7 @@ def test_init_existing_project_needs_force(tmp_path, small_csv):
     code, out, err = run_cli("init", project, "--data", small_csv, "--target", "colour", "--force")
     assert code == 0, show(code, out, err)
     assert "target: colour" in (project / "mlops.yaml").read_text()
+    assert (project / "runbooks" / "train.ipynb").read_text() == "{}", "--force re-creates settings and contract, never an edited runbook"
 
 
 def test_run_outside_a_project(tmp_path):
