@@ -112,7 +112,8 @@ def model_versions(client:MlflowClient, # Client on the project's tracking store
                   )->pd.DataFrame: # One row per version, newest first
     "Every version of a registered model with its aliases, gate verdict and lineage."
     try:
-        versions = client.search_model_versions(f"name = '{name}'")
+        quoted = f'"{name}"' if "'" in name else f"'{name}'"  # a project called o'brien is still found
+        versions = client.search_model_versions(f"name = {quoted}")
         aliases = client.get_registered_model(name).aliases  # alias -> version (search results leave aliases out)
     except MlflowException: versions, aliases = [], {}
     rows = [{"version": int(v.version), "aliases": ", ".join(sorted("@" + a for a, n in aliases.items() if str(n) == str(v.version))),
