@@ -17,7 +17,7 @@ import yaml
 __all__ = ['BUILTIN_STAGES', 'CONFIG_FILE', 'UsageError', 'setting', 'DataSettings', 'ValidateSettings', 'PrepareSettings',
            'TrainSettings', 'EvaluateSettings', 'RegisterSettings', 'StageSpec', 'Config', 'config_from_dict',
            'parse_overrides', 'merge', 'render_config', 'load_config', 'tracking_uri', 'artifact_location', 'runs_dir',
-           'data_path', 'config_dict']
+           'data_path', 'config_dict', 'html_table']
 
 # %% ../nbs/00_config.ipynb #cb2bd959
 class UsageError(Exception):
@@ -270,3 +270,13 @@ def config_dict(cfg:Config)->dict: # JSON-serialisable settings (without the pro
     d.pop("project_dir")
     d["stages"] = [s if isinstance(s, str) else asdict(_stage_spec(s)) for s in cfg.stages]
     return d
+
+# %% ../nbs/00_config.ipynb #cdb16632
+def html_table(header:list, # Column titles
+               rows, # Rows of cells (any values; shown with `str`)
+              )->str: # An HTML table
+    "A small HTML table with every cell escaped."
+    import html
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

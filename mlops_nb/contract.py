@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from .config import html_table
+
 # %% auto #0
 __all__ = ['BOOLEAN_WORDS', 'KINDS', 'MISSING_TOKENS', 'ROLES', 'ColumnSpec', 'Contract', 'ContractError', 'clean_missing',
            'infer_contract', 'label_key']
@@ -77,11 +79,6 @@ _HEADER = """\
 #   categories: categorical/boolean/target: the allowed values; rows with other values are quarantined.
 #               Add a value here when it becomes legitimate.
 """
-
-def _table(header:list, rows:list)->str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 def _short_list(values, limit:int=8)->str:
     values = list(values)
@@ -191,7 +188,7 @@ class Contract:
                          "" if c.categories is None else _short_list(c.categories)])
         title = f"<p>Contract: target <b>{html.escape(self.target)}</b>, time column {html.escape(str(self.time_column))}, " \
                 f"{len(self.features)} features of {len(self.columns)} columns</p>"
-        return title + _table(["column", "kind", "role", "nullable", "range", "categories"], rows)
+        return title + html_table(["column", "kind", "role", "nullable", "range", "categories"], rows)
 
 # %% ../nbs/01a_contract.ipynb #cf55330d
 class ContractError(ValueError):

@@ -24,15 +24,10 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from .config import html_table
 from .metrics import classification_metrics, get_metric, is_improvement
 
-# %% ../nbs/05_evaluate.ipynb #8c101da8
-def _html_table(rows, header):
-    "A small HTML table from rows of already-formatted cells."
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
+# %% ../nbs/05_evaluate.ipynb #72125176
 def _fmt(x:float)->str: return "nan" if math.isnan(x) else f"{x:.4g}"
 
 @dataclass(frozen=True, eq=False)
@@ -52,7 +47,7 @@ class Evaluation:
     def _repr_html_(self)->str:
         rows = [(n, _fmt(v), "higher" if get_metric(n).greater_is_better else "lower") for n, v in self.metrics.items()]
         return (f"<p><b>Evaluation</b> on {len(self.y_true)} rows, classes {html.escape(str(list(self.classes)))}</p>"
-                + _html_table(rows, ["metric", "value", "better"])
+                + html_table(["metric", "value", "better"], rows)
                 + "<p>Confusion matrix (rows: true, columns: predicted)</p>" + self.confusion.to_html())
 
 # %% ../nbs/05_evaluate.ipynb #3031205b
@@ -189,8 +184,8 @@ class GateResult:
 
     def _repr_html_(self)->str:
         rows = [(c.name, _fmt(c.value), _fmt(c.threshold), "pass" if c.passed else "FAIL", c.detail) for c in self.checks]
-        return f"<p><b>Gate {html.escape(self.summary)}</b></p>" + _html_table(
-            rows, ["check", "value", "threshold", "result", "detail"])
+        return f"<p><b>Gate {html.escape(self.summary)}</b></p>" + html_table(
+            ["check", "value", "threshold", "result", "detail"], rows)
 
 # %% ../nbs/05_evaluate.ipynb #a576e549
 def _metric_value(metrics, name, whose):
