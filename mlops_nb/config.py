@@ -40,11 +40,13 @@ class DataSettings:
     target: str = setting("", "column holding the label to predict (binary or multiclass)")
     time_column: str | None = setting(None, "optional datetime column: when set, the test split is the most recent rows")
     format: str = setting("auto", "auto (from the file suffix), csv or parquet")
+    positive_class: str | int | None = setting(None, "binary targets: the class precision, recall, F1 and PR AUC are about (the one you want to catch); `init` infers it")
 
 @dataclass(frozen=True)
 class ValidateSettings:
     "How strict the validation stage is."
     max_quarantine_share: float = setting(0.1, "fail the run when more than this share of rows breaks the data contract")
+    unknown_columns: str = setting("ignore", "columns the contract does not list: ignore (reported, never used as features) or fail (the run stops)")
 
 @dataclass(frozen=True)
 class PrepareSettings:
@@ -66,7 +68,10 @@ class TrainSettings:
 class EvaluateSettings:
     "The promotion gate."
     thresholds: dict = setting({"roc_auc": 0.7}, "held-out metric bounds: a minimum, or a maximum for log_loss")
-    champion_tolerance: float = setting(0.01, "how much worse than the current champion (primary metric) a new model may be")
+    champion_tolerance: float = setting(0.01, "tolerance budget: how far (primary metric) a chain of champions may fall below the best champion it descends from")
+    confidence: float = setting(0.95, "one-sided confidence of the paired bootstrap that compares a challenger with the champion")
+    min_comparison_rows: int = setting(50, "fewest test rows new to the champion for a comparison; fewer is 'not enough evidence' and the champion stays")
+    bootstrap_samples: int = setting(2000, "paired bootstrap resamples of the rows both models are scored on")
 
 @dataclass(frozen=True)
 class RegisterSettings:
@@ -132,13 +137,14 @@ def _check_value(name, value, default, annotation):
         if optional: return None
         raise UsageError(f"setting '{name}' may not be empty")
     kind = type(default) if default is not None else str
-    if kind is bool: ok = isinstance(value, bool)
+    if name.endswith("positive_class"): ok, kind = isinstance(value, (str, int)), "label"
+    elif kind is bool: ok = isinstance(value, bool)
     elif kind is float: ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     elif kind is int: ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind in (list, tuple): ok = isinstance(value, (list, tuple))
     else: ok = isinstance(value, kind)
     if not ok:
-        expected = {float: "a number", int: "a whole number", bool: "true or false", list: "a list", tuple: "a list", dict: "a mapping"}.get(kind, "text")
+        expected = {float: "a number", int: "a whole number", bool: "true or false", list: "a list", tuple: "a list", dict: "a mapping", "label": "a class label (text or a whole number)"}.get(kind, "text")
         raise UsageError(f"setting '{name}' must be {expected}, got {value!r}")
     if kind is float: return float(value)
     if kind is tuple: return tuple(value)
