@@ -101,7 +101,7 @@ def plain_script(project:Path, overrides:list, out:Path)->dict:
     digest = fingerprint(df)
     lap("ingest")
     contract = Contract.from_yaml(project / cfg.contract)                                # validate
-    result = validate(df, contract)
+    result = validate(df, contract, cfg.validate.unknown_columns)
     check_quarantine_share(result, cfg.validate.max_quarantine_share)
     lap("validate")
     split = split_data(result.accepted, contract, cfg.prepare.test_size, cfg.prepare.split, cfg.seed)   # prepare
@@ -111,12 +111,14 @@ def plain_script(project:Path, overrides:list, out:Path)->dict:
     X, y = split.train[features], split.train[contract.target]
     t = cfg.train
     trained = train_candidates(X, y, preprocessor, t.candidates, t.primary_metric, t.n_splits, t.n_iter, cfg.seed,
-                               t.overfit_tolerance, t.max_train_rows)
+                               t.overfit_tolerance, t.max_train_rows, positive_class=cfg.data.positive_class,
+                               time=split.train[contract.time_column] if split.strategy == "time" else None)
     fig = plot_cv_scores(trained); fig.savefig(out / "cv_scores.png", dpi=110, bbox_inches="tight"); plt.close(fig)
     save_skops(trained.model, out / "model.skops")
     lap("train")
     model = trained.model                                                               # evaluate
-    evaluation = evaluate_model(model, split.test[list(model.feature_names_in_)], split.test[contract.target])
+    evaluation = evaluate_model(model, split.test[list(model.feature_names_in_)], split.test[contract.target],
+                                positive_class=cfg.data.positive_class)
     for name, fig in evaluation_plots(evaluation).items():
         fig.savefig(out / name, dpi=110, bbox_inches="tight"); plt.close(fig)
     lap("evaluate")

@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
+import re
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -14,70 +16,111 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['BUILTIN_STAGES', 'CONFIG_FILE', 'UsageError', 'setting', 'DataSettings', 'ValidateSettings', 'PrepareSettings',
+__all__ = ['TEXT', 'NAME', 'URI', 'CANDIDATE_LIST', 'THRESHOLD_MAP', 'SEED', 'BUILTIN_STAGES', 'CONFIG_FILE', 'UsageError',
+           'Rule', 'at_least', 'between', 'one_of', 'setting', 'DataSettings', 'ValidateSettings', 'PrepareSettings',
            'TrainSettings', 'EvaluateSettings', 'RegisterSettings', 'StageSpec', 'Config', 'config_from_dict',
            'parse_overrides', 'merge', 'render_config', 'load_config', 'tracking_uri', 'artifact_location', 'runs_dir',
-           'data_path', 'config_dict', 'html_table']
+           'data_path', 'store_errors', 'redact_uri', 'tracking_credentials', 'connection_uri', 'config_dict',
+           'html_table']
 
 # %% ../nbs/00_config.ipynb #cb2bd959
 class UsageError(Exception):
     "A mistake in a command, a config file or an input file that the user can fix; its message says how."
 
 # %% ../nbs/00_config.ipynb #e34a291f
+@dataclass(frozen=True)
+class Rule:
+    "What a setting's value must satisfy: a test and the sentence that says it."
+    text: str  # Completes "setting 'x' ...", e.g. "must be at least 2"
+    test: typing.Callable  # value -> True when the value is valid
+
+def at_least(low)->Rule: return Rule(f"must be at least {low}", lambda v: v >= low)
+def between(low, high, exclusive:bool=False)->Rule:
+    "A number in [low, high], or in (low, high) when `exclusive`."
+    if exclusive: return Rule(f"must be greater than {low} and less than {high}", lambda v: low < v < high)
+    return Rule(f"must be between {low} and {high}", lambda v: low <= v <= high)
+def one_of(*choices)->Rule: return Rule(f"must be one of {', '.join(choices)}", lambda v: v in choices)
+
+TEXT = Rule("must not be empty", lambda v: bool(v.strip()))
+NAME = Rule("must be a name without '/' or ':' (it names the MLflow experiment and registered model)",
+            lambda v: bool(v.strip()) and not set(v) & set("/:") and v not in (".", ".."))
+
 def setting(default, # Default value (a list or dict default is copied for every instance)
             doc:str, # One sentence: what the setting means, written as a comment into `mlops.yaml`
+            rule:Rule|None=None, # What a value must satisfy (beyond its type)
            ): # A dataclass field
-    "A dataclass field with a default and an explanation."
+    "A dataclass field with a default, an explanation and a rule."
+    metadata = {"doc": doc, "rule": rule}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc})
-    return field(default=default, metadata={"doc": doc})
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 # %% ../nbs/00_config.ipynb #f1b17cad
+def _uri_ok(uri:str)->bool:
+    from urllib.parse import urlsplit
+    if not uri.strip() or any(c.isspace() for c in uri): return False
+    try: parts = urlsplit(uri)
+    except ValueError: return False
+    return parts.scheme not in ("http", "https") or bool(parts.hostname)
+
+def _candidates_ok(names)->bool:
+    return len(names) > 0 and all(isinstance(n, str) and n.strip() for n in names) and len(set(names)) == len(names)
+
+def _thresholds_ok(bounds)->bool:
+    return all(isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)))
+               for k, v in bounds.items())
+
+URI = Rule("must be an MLflow tracking URI such as http://mlflow.example.com:5000 or sqlite:////abs/path/mlflow.db", _uri_ok)
+CANDIDATE_LIST = Rule("must list at least one candidate, each once", _candidates_ok)
+THRESHOLD_MAP = Rule("must map metric names to numbers, e.g. {roc_auc: 0.8}", _thresholds_ok)
+SEED = Rule(f"must be a whole number from 0 to {2**32 - 1}", lambda v: 0 <= v < 2**32)
+
+# %% ../nbs/00_config.ipynb #c77669c4
 @dataclass(frozen=True)
 class DataSettings:
     "Where the training data is and what to predict."
     path: str = setting("", "CSV or Parquet file; a relative path is relative to the project folder")
     target: str = setting("", "column holding the label to predict (binary or multiclass)")
-    time_column: str | None = setting(None, "optional datetime column: when set, the test split is the most recent rows")
-    format: str = setting("auto", "auto (from the file suffix), csv or parquet")
+    time_column: str | None = setting(None, "optional datetime column: when set, the test split is the most recent rows", TEXT)
+    format: str = setting("auto", "auto (from the file suffix), csv or parquet", one_of("auto", "csv", "parquet"))
     positive_class: str | int | None = setting(None, "binary targets: the class precision, recall, F1 and PR AUC are about (the one you want to catch); `init` infers it")
 
 @dataclass(frozen=True)
 class ValidateSettings:
     "How strict the validation stage is."
-    max_quarantine_share: float = setting(0.1, "fail the run when more than this share of rows breaks the data contract")
-    unknown_columns: str = setting("ignore", "columns the contract does not list: ignore (reported, never used as features) or fail (the run stops)")
+    max_quarantine_share: float = setting(0.1, "fail the run when more than this share of rows breaks the data contract", between(0, 1))
+    unknown_columns: str = setting("ignore", "columns the contract does not list: ignore (reported, never used as features) or fail (the run stops)", one_of("ignore", "fail"))
 
 @dataclass(frozen=True)
 class PrepareSettings:
     "How the data is split."
-    test_size: float = setting(0.2, "share of rows held out for evaluation")
-    split: str = setting("auto", "auto (time when data.time_column is set, else stratified), stratified, random or time")
+    test_size: float = setting(0.2, "share of rows held out for evaluation", between(0, 1, exclusive=True))
+    split: str = setting("auto", "auto (time when data.time_column is set, else stratified), stratified, random or time", one_of("auto", "stratified", "random", "time"))
 
 @dataclass(frozen=True)
 class TrainSettings:
     "Candidates, cross-validation and tuning."
-    candidates: list = setting(["logistic_regression", "hist_gradient_boosting"], "estimators to try, each with a small hyperparameter search: logistic_regression, hist_gradient_boosting, random_forest")
-    n_splits: int = setting(5, "folds of the stratified k-fold cross-validation on the training split")
-    n_iter: int = setting(4, "hyperparameter settings tried per candidate (randomized search)")
-    primary_metric: str = setting("roc_auc", "metric that picks the best candidate and is compared with the champion")
-    overfit_tolerance: float = setting(0.05, "flag a candidate whose train score beats its CV score by more than this")
-    max_train_rows: int = setting(200000, "cross-validate on a seeded stratified sample of at most this many rows (the final refit uses all)")
+    candidates: list = setting(["logistic_regression", "hist_gradient_boosting"], "estimators to try, each with a small hyperparameter search: logistic_regression, hist_gradient_boosting, random_forest", CANDIDATE_LIST)
+    n_splits: int = setting(5, "folds of the stratified k-fold cross-validation on the training split", at_least(2))
+    n_iter: int = setting(4, "hyperparameter settings tried per candidate (randomized search)", at_least(1))
+    primary_metric: str = setting("roc_auc", "metric that picks the best candidate and is compared with the champion", TEXT)
+    overfit_tolerance: float = setting(0.05, "flag a candidate whose train score beats its CV score by more than this", at_least(0))
+    max_train_rows: int = setting(200000, "cross-validate on a seeded stratified sample of at most this many rows (the final refit uses all)", at_least(1))
 
 @dataclass(frozen=True)
 class EvaluateSettings:
     "The promotion gate."
-    thresholds: dict = setting({"roc_auc": 0.7}, "held-out metric bounds: a minimum, or a maximum for log_loss")
-    champion_tolerance: float = setting(0.01, "tolerance budget: how far (primary metric) a chain of champions may fall below the best champion it descends from")
-    confidence: float = setting(0.95, "one-sided confidence of the paired bootstrap that compares a challenger with the champion")
-    min_comparison_rows: int = setting(50, "fewest test rows new to the champion for a comparison; fewer is 'not enough evidence' and the champion stays")
-    bootstrap_samples: int = setting(2000, "paired bootstrap resamples of the rows both models are scored on")
+    thresholds: dict = setting({"roc_auc": 0.7}, "held-out metric bounds: a minimum, or a maximum for log_loss", THRESHOLD_MAP)
+    champion_tolerance: float = setting(0.01, "tolerance budget: how far (primary metric) a chain of champions may fall below the best champion it descends from", at_least(0))
+    confidence: float = setting(0.95, "one-sided confidence of the paired bootstrap that compares a challenger with the champion", between(0.5, 1, exclusive=True))
+    min_comparison_rows: int = setting(50, "fewest test rows new to the champion for a comparison; fewer is 'not enough evidence' and the champion stays", at_least(2))
+    bootstrap_samples: int = setting(2000, "paired bootstrap resamples of the rows both models are scored on", at_least(100))
 
 @dataclass(frozen=True)
 class RegisterSettings:
     "The model registry."
-    model_name: str | None = setting(None, "registered model name (default: the project name)")
-    intended_use: str = setting("Decision support on data like the training data; review predictions before acting on them.", "intended use, written into the model card")
+    model_name: str | None = setting(None, "registered model name (default: the project name)", NAME)
+    intended_use: str = setting("Decision support on data like the training data; review predictions before acting on them.", "intended use, written into the model card", TEXT)
 
 # %% ../nbs/00_config.ipynb #3babb376
 BUILTIN_STAGES = ("ingest", "validate", "prepare", "train", "evaluate", "register")
@@ -92,17 +135,18 @@ class StageSpec:
 @dataclass(frozen=True)
 class Config:
     "The settings of one project, read from its `mlops.yaml`."
-    project: str = setting("mlops-project", "project name: names the MLflow experiment and, by default, the registered model")
-    seed: int = setting(42, "random seed for splits, cross-validation and estimators: the same seed gives the same results")
-    tracking_uri: str | None = setting(None, "MLflow tracking server; default: MLFLOW_TRACKING_URI, else a SQLite store in this folder")
-    contract: str = setting("contract.yaml", "the data contract, relative to the project folder")
+    project: str = setting("mlops-project", "project name: names the MLflow experiment and, by default, the registered model", NAME)
+    seed: int = setting(42, "random seed for splits, cross-validation and estimators: the same seed gives the same results", SEED)
+    tracking_uri: str | None = setting(None, "MLflow tracking server; default: MLFLOW_TRACKING_URI, else a SQLite store in this folder", URI)
+    contract: str = setting("contract.yaml", "the data contract, relative to the project folder", TEXT)
     data: DataSettings = field(default_factory=DataSettings)
     validate: ValidateSettings = field(default_factory=ValidateSettings)
     prepare: PrepareSettings = field(default_factory=PrepareSettings)
     train: TrainSettings = field(default_factory=TrainSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     register: RegisterSettings = field(default_factory=RegisterSettings)
-    stages: tuple = setting(BUILTIN_STAGES, "stages in order: a built-in name, or {name: ..., notebook: runbooks/....ipynb} for your own")
+    stages: tuple = setting(BUILTIN_STAGES, "stages in order: a built-in name, or {name: ..., notebook: runbooks/....ipynb} for your own",
+                            Rule("must list at least one stage", lambda v: len(v) > 0))
     project_dir: Path = field(default=Path("."), metadata={"internal": True})
 
     @property
@@ -124,14 +168,21 @@ def _stage_spec(entry) -> StageSpec:
                              "a stage of your own is written as {name: NAME, notebook: runbooks/NAME.ipynb}")
         return StageSpec(entry)
     if isinstance(entry, dict) and set(entry) <= {"name", "notebook"} and isinstance(entry.get("name"), str):
-        return StageSpec(entry["name"], entry.get("notebook"))
+        name, notebook = entry["name"], entry.get("notebook")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise UsageError(f"bad stage name {name!r}: use letters, digits, '_', '-' and '.' (it names the stage's output folder)")
+        if notebook is not None and (not isinstance(notebook, str) or not notebook.strip()):
+            raise UsageError(f"stage '{name}': notebook must be the path of a notebook, got {notebook!r}")
+        if notebook is None and name not in BUILTIN_STAGES:
+            raise UsageError(f"stage '{name}' is not built in, so it needs its notebook: write {{name: {name}, notebook: runbooks/{name}.ipynb}}")
+        return StageSpec(name, notebook)
     raise UsageError(f"bad stage entry {entry!r}: write a built-in name or {{name: NAME, notebook: PATH}}")
 
 def _hint(key, known) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     return f"; did you mean '{close[0]}'?" if close else f"; known settings: {', '.join(sorted(known))}"
 
-def _check_value(name, value, default, annotation):
+def _check_value(name, value, default, annotation, rule:Rule|None=None):
     optional = "None" in str(annotation)
     if value is None:
         if optional: return None
@@ -139,13 +190,15 @@ def _check_value(name, value, default, annotation):
     kind = type(default) if default is not None else str
     if name.endswith("positive_class"): ok, kind = isinstance(value, (str, int)), "label"
     elif kind is bool: ok = isinstance(value, bool)
-    elif kind is float: ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif kind is float: ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     elif kind is int: ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind in (list, tuple): ok = isinstance(value, (list, tuple))
     else: ok = isinstance(value, kind)
     if not ok:
-        expected = {float: "a number", int: "a whole number", bool: "true or false", list: "a list", tuple: "a list", dict: "a mapping", "label": "a class label (text or a whole number)"}.get(kind, "text")
+        expected = {float: "a finite number", int: "a whole number", bool: "true or false", list: "a list", tuple: "a list", dict: "a mapping", "label": "a class label (text or a whole number)"}.get(kind, "text")
         raise UsageError(f"setting '{name}' must be {expected}, got {value!r}")
+    if rule is not None and not rule.test(value):
+        raise UsageError(f"setting '{name}' {rule.text}, got {value!r}")
     if kind is float: return float(value)
     if kind is tuple: return tuple(value)
     return value
@@ -157,14 +210,14 @@ def _build(cls, data, prefix=""):
     public = {f.name: f for f in fields(cls) if not f.metadata.get("internal")}
     unknown = [k for k in data if k not in public]
     if unknown:
-        raise UsageError(f"unknown setting '{prefix}{unknown[0]}'" + _hint(unknown[0], list(public)))
+        raise UsageError(f"unknown setting '{prefix}{unknown[0]}'" + _hint(str(unknown[0]), list(public)))
     values = {}
     for name, value in data.items():
         f, hint = public[name], hints[name]
         if is_dataclass(hint): values[name] = _build(hint, value or {}, f"{prefix}{name}.")
         else:
             default = f.default if f.default is not MISSING else f.default_factory()
-            values[name] = _check_value(prefix + name, value, default, f.type)
+            values[name] = _check_value(prefix + name, value, default, f.type, f.metadata.get("rule"))
     return cls(**values)
 
 # %% ../nbs/00_config.ipynb #1291fc9d
@@ -270,10 +323,48 @@ def data_path(cfg:Config)->Path: # Absolute path of the training data
     return p if p.is_absolute() else (cfg.project_dir / p).resolve()
 
 # %% ../nbs/00_config.ipynb #0c7ebb81
-def config_dict(cfg:Config)->dict: # JSON-serialisable settings (without the project folder)
-    "The settings as plain data."
+def _split_userinfo(uri:str):
+    from urllib.parse import unquote, urlsplit, urlunsplit
+    try: parts = urlsplit(uri)
+    except ValueError: return uri, None, None
+    if "@" not in parts.netloc: return uri, None, None
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), unquote(user) or None, unquote(password) or None
+
+def store_errors()->tuple: # Exception types meaning "the MLflow store could not be reached or read"
+    "What an MLflow client raises when its store is unreachable or unreadable (requests' connection errors are OSErrors)."
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+    return (MlflowException, OSError, SQLAlchemyError)
+
+def redact_uri(uri:str|None, # A URI, possibly with `user:password@`
+              )->str|None: # The URI without its credentials
+    "A URI safe to show or record: any `user:password@` part is left out."
+    return uri if uri is None else _split_userinfo(uri)[0]
+
+def tracking_credentials(uri:str, # The tracking URI as configured
+                        )->dict: # Environment variables that carry its credentials; empty when it has none
+    "The credentials in `uri` as the environment variables MLflow reads them from."
+    shown, user, password = _split_userinfo(uri)
+    if shown == uri: return {}
+    if uri.lower().startswith(("http://", "https://")):
+        return {k: v for k, v in (("MLFLOW_TRACKING_USERNAME", user), ("MLFLOW_TRACKING_PASSWORD", password)) if v is not None}
+    return {"MLFLOW_TRACKING_URI": uri}
+
+def connection_uri(uri:str|None, # A redacted tracking URI (as a stage receives it)
+                  )->str|None: # The URI to connect with
+    "The URI an MLflow client connects with: `MLFLOW_TRACKING_URI` when it is `uri` with credentials (a database URL), else `uri`."
+    full = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and full and full != uri and redact_uri(full) == uri and not uri.lower().startswith(("http://", "https://")): return full
+    return uri
+
+# %% ../nbs/00_config.ipynb #0c801fab
+def config_dict(cfg:Config)->dict: # JSON-serialisable settings (without the project folder or credentials)
+    "The settings as plain data, safe to record."
     d = asdict(cfg)
     d.pop("project_dir")
+    d["tracking_uri"] = redact_uri(cfg.tracking_uri)
     d["stages"] = [s if isinstance(s, str) else asdict(_stage_spec(s)) for s in cfg.stages]
     return d
 

@@ -5,9 +5,13 @@
 # %% ../nbs/01a_contract.ipynb #45af8cc6
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import math
-from dataclasses import dataclass
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +21,51 @@ import yaml
 from .config import html_table
 
 # %% auto #0
-__all__ = ['BOOLEAN_WORDS', 'KINDS', 'MISSING_TOKENS', 'ROLES', 'ColumnSpec', 'Contract', 'ContractError', 'clean_missing',
-           'infer_contract', 'label_key']
+__all__ = ['BOOLEAN_WORDS', 'KINDS', 'MISSING_TOKENS', 'ROLES', 'BOUND_MARGIN', 'PII_SHARE', 'label_key', 'label_lookup',
+           'ColumnSpec', 'Contract', 'ContractError', 'clean_missing', 'tolerant_bounds', 'detect_pii',
+           'infer_contract']
 
 # %% ../nbs/01a_contract.ipynb #b71e808e
 BOOLEAN_WORDS = {"true": True, "t": True, "yes": True, "false": False, "f": False, "no": False}  # text booleans
 KINDS = ("numeric", "integer", "categorical", "boolean", "datetime", "text")
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "#n/a", "nat"})  # compared lower-cased
 ROLES = ("feature", "target", "time", "ignore")
+
+# %% ../nbs/01a_contract.ipynb #b0aad339
+def label_key(value # A label or category value (number, text, bool)
+             )->str: # The text it is compared by
+    "Comparison key of a label: a number by its value (`1`, `1.0`, `np.int64(1)` and `'1'` give `'1'`), a text as written."
+    if isinstance(value, (bool, np.bool_)): return "true" if value else "false"
+    if isinstance(value, (int, np.integer)): return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        return str(int(number)) if number.is_integer() else repr(number)
+    text = str(value).strip()
+    return text.lower() if text.lower() in ("true", "false") else text
+
+# %% ../nbs/01a_contract.ipynb #23af6444
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_BOOLEAN_KEYS = {**{word: label_key(flag) for word, flag in BOOLEAN_WORDS.items()}, "1": "true", "0": "false"}
+
+def _is_number(value)->bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+
+def label_lookup(categories # A column's allowed values, e.g. `ColumnSpec.categories`
+                )->Callable: # value -> position of the category it stands for, or -1
+    "A function that finds the category a value stands for: by `label_key`, text read as a number for number categories."
+    categories = tuple(categories)
+    keys = {label_key(k): i for i, k in enumerate(categories)}
+    numbers = {label_key(k): i for i, k in enumerate(categories) if _is_number(k)}
+    booleans = bool(categories) and all(isinstance(k, (bool, np.bool_)) for k in categories)
+    def find(value)->int:
+        key = label_key(value)
+        if key in keys: return keys[key]
+        if isinstance(value, str) and (numbers or booleans) and _NUMBER.fullmatch(key):
+            key = label_key(float(key))
+            if key in numbers: return numbers[key]
+        if booleans: return keys.get(_BOOLEAN_KEYS.get(key.lower(), ""), -1)
+        return -1
+    return find
 
 # %% ../nbs/01a_contract.ipynb #69efdbbb
 def _plain(value):
@@ -41,6 +82,7 @@ class ColumnSpec:
     min: float | None = None         # numeric/integer: inclusive lower bound
     max: float | None = None         # numeric/integer: inclusive upper bound
     categories: tuple | None = None  # categorical/boolean/target: allowed values
+    pii: bool = False                # Personal data (e-mail, phone, national id, card number): kept out of logs
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -48,21 +90,27 @@ class ColumnSpec:
         where = f"column '{self.name}'"
         if self.kind not in KINDS: raise ContractError(f"{where}: unknown kind {self.kind!r}; use one of {', '.join(KINDS)}")
         if self.role not in ROLES: raise ContractError(f"{where}: unknown role {self.role!r}; use one of {', '.join(ROLES)}")
-        if not isinstance(self.nullable, (bool, np.bool_)):
-            raise ContractError(f"{where}: nullable must be true or false, got {self.nullable!r}")
+        for flag in ("nullable", "pii"):
+            value = getattr(self, flag)
+            if not isinstance(value, (bool, np.bool_)): raise ContractError(f"{where}: {flag} must be true or false, got {value!r}")
+            object.__setattr__(self, flag, bool(value))
         for bound in ("min", "max"):
-            value = getattr(self, bound)
-            if value is not None and (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number))):
+            value = _plain(getattr(self, bound))
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ContractError(f"{where}: {bound} must be a number, got {value!r}")
-            object.__setattr__(self, bound, _plain(value))
+            if value is not None and self.kind == "numeric": value = float(value)  # one spelling: 0 and 0.0 are the same bound
+            elif isinstance(value, float) and self.kind == "integer" and value.is_integer(): value = int(value)
+            object.__setattr__(self, bound, value)
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ContractError(f"{where}: min {self.min} is greater than max {self.max}")
         if self.categories is not None:
             if isinstance(self.categories, (str, bytes)) or not hasattr(self.categories, "__iter__"):
                 raise ContractError(f"{where}: categories must be a list of values, got {self.categories!r}")
             object.__setattr__(self, "categories", tuple(_plain(c) for c in self.categories))
-            if len({str(c).strip() for c in self.categories}) != len(self.categories):
-                raise ContractError(f"{where}: categories contain duplicates: {list(self.categories)}")
+            keys = [label_key(c) for c in self.categories]
+            if len(set(keys)) != len(keys):
+                same = [c for c, k in zip(self.categories, keys) if keys.count(k) > 1]
+                raise ContractError(f"{where}: categories contain duplicates: {same} are the same value")
 
 # %% ../nbs/01a_contract.ipynb #31456425
 _HEADER = """\
@@ -75,10 +123,16 @@ _HEADER = """\
 #   kind:       numeric | integer | categorical | boolean | datetime | text
 #   role:       feature (given to the model) | target (the label) | time (orders rows) | ignore (kept, never checked or used)
 #   nullable:   true if values may be missing; rows with a missing value in a non-nullable column are quarantined.
-#   min, max:   numeric/integer only: inclusive bounds; rows outside are quarantined. Widen them if new data is legitimately wider.
+#   pii:        true for personal data (e-mail addresses, phone numbers, national ids, card numbers), whose values must
+#               stay out of logs and examples. Inferred when most values look like one of these; such columns get role ignore.
+#   min, max:   numeric/integer only: inclusive bounds; rows outside are quarantined. Inferred bounds are tolerant, so
+#               new data from the same source passes: the sample's range widened by twice its width on each side and
+#               rounded outwards, but never below 0 when the sample had no negative value. Unit errors, sign flips and
+#               placeholders such as -1 or 99999 usually still fall outside. Widen them if new data is legitimately wider.
 #   categories: categorical/boolean/target: the allowed values; rows with other values are quarantined.
-#               Add a value here when it becomes legitimate.
+#               Inferred as exactly the values in the sample. Add a value here when it becomes legitimate.
 """
+_NOTES = "# Notes from inference (review them; they are comments, not rules):"
 
 def _short_list(values, limit:int=8)->str:
     values = list(values)
@@ -91,9 +145,11 @@ class Contract:
     columns: tuple[ColumnSpec, ...]  # One spec per column, in order
     target: str                      # Name of the label column
     time_column: str | None = None   # Name of the column that orders rows, if any
+    notes: tuple = field(default=(), compare=False)  # Remarks from inference, written as YAML comments (not content)
 
     def __post_init__(self):
         object.__setattr__(self, "columns", tuple(self.columns))
+        object.__setattr__(self, "notes", tuple(str(n) for n in self.notes))
         names = [c.name for c in self.columns]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated: raise ContractError(f"columns listed more than once: {repeated}")
@@ -135,15 +191,26 @@ class Contract:
         "The target's allowed labels."
         return self.column(self.target).categories
 
+    @property
+    def pii_columns(self)->tuple:
+        "Names of the columns tagged as personal data, in order."
+        return tuple(c.name for c in self.columns if c.pii)
+
     def to_dict(self)->dict:
         "Plain, JSON/YAML-serialisable form (unset fields left out)."
         def one(c):
             d = {"name": c.name, "kind": c.kind, "role": c.role, "nullable": bool(c.nullable)}
+            if c.pii: d["pii"] = True
             if c.min is not None: d["min"] = c.min
             if c.max is not None: d["max"] = c.max
             if c.categories is not None: d["categories"] = list(c.categories)
             return d
         return {"target": self.target, "time_column": self.time_column, "columns": [one(c) for c in self.columns]}
+
+    def digest(self)->str:
+        "Hex SHA-256 of the contract's content (`to_dict` as canonical JSON): comments and notes do not change it."
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @classmethod
     def from_dict(cls, d:dict)->Contract:
@@ -154,7 +221,7 @@ class Contract:
         if "target" not in d: raise ContractError("the contract has no 'target' (the label column name)")
         columns = d.get("columns")
         if not isinstance(columns, list) or not columns: raise ContractError("the contract needs a non-empty 'columns' list")
-        fields = {"name", "kind", "role", "nullable", "min", "max", "categories"}
+        fields = {"name", "kind", "role", "nullable", "pii", "min", "max", "categories"}
         specs = []
         for i, c in enumerate(columns):
             if not isinstance(c, dict) or "name" not in c or "kind" not in c:
@@ -165,9 +232,10 @@ class Contract:
         return cls(tuple(specs), d["target"], d.get("time_column"))
 
     def to_yaml(self, path)->Path:
-        "Write the contract as a commented, editable YAML file; return its path."
+        "Write the contract as a commented, editable YAML file (notes from inference as comments); return its path."
         path = Path(path)
-        path.write_text(_HEADER + "\n" + yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=120))
+        notes = f"#\n{_NOTES}\n" + "".join(f"#   - {n}\n" for n in self.notes) if self.notes else ""
+        path.write_text(_HEADER + notes + "\n" + yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=120))
         return path
 
     @classmethod
@@ -175,20 +243,24 @@ class Contract:
         "Read a contract YAML file; `ContractError` naming the file and the problem if it is bad."
         path = Path(path)
         if not path.exists(): raise ContractError(f"contract file {path} does not exist; create it with infer_contract(...).to_yaml(path)")
-        try: d = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        try: d = yaml.safe_load(text)
         except yaml.YAMLError as e: raise ContractError(f"{path}: not valid YAML: {e}") from e
-        try: return cls.from_dict(d)
+        try: contract = cls.from_dict(d)
         except ContractError as e: raise ContractError(f"{path}: {e}") from e
+        block = text.split(_NOTES, 1)[1].split("\n\n", 1)[0] if _NOTES in text else ""
+        return replace(contract, notes=tuple(re.findall(r"^#   - (.*)$", block, re.MULTILINE)))
 
     def _repr_html_(self)->str:
         rows = []
         for c in self.columns:
             bounds = "" if c.min is None and c.max is None else f"[{c.min}, {c.max}]"
-            rows.append([c.name, c.kind, c.role, "yes" if c.nullable else "no", bounds,
+            rows.append([c.name, c.kind, c.role, "yes" if c.nullable else "no", "yes" if c.pii else "", bounds,
                          "" if c.categories is None else _short_list(c.categories)])
+        pii = f", personal data in {html.escape(_short_list(self.pii_columns))}" if self.pii_columns else ""
         title = f"<p>Contract: target <b>{html.escape(self.target)}</b>, time column {html.escape(str(self.time_column))}, " \
-                f"{len(self.features)} features of {len(self.columns)} columns</p>"
-        return title + html_table(["column", "kind", "role", "nullable", "range", "categories"], rows)
+                f"{len(self.features)} features of {len(self.columns)} columns{pii}</p>"
+        return title + html_table(["column", "kind", "role", "nullable", "pii", "range", "categories"], rows)
 
 # %% ../nbs/01a_contract.ipynb #cf55330d
 class ContractError(ValueError):
@@ -200,15 +272,104 @@ def _is_textual(s:pd.Series)->bool:
                 or isinstance(s.dtype, pd.DatetimeTZDtype))
 
 def clean_missing(s:pd.Series # Any column
-                 )->pd.Series: # Same index; text stripped, blanks and placeholders missing, other dtypes unchanged
-    "Strip text values and turn blank or placeholder values (see `MISSING_TOKENS`) into missing values."
+                 )->pd.Series: # Same index; text stripped (object dtype, None for missing), other dtypes unchanged
+    "Strip text values and turn blank or placeholder values (see `MISSING_TOKENS`) into missing values (`None`)."
     if not _is_textual(s): return s
     codes, uniques = pd.factorize(s, use_na_sentinel=True)
     texts = [str(v).strip() for v in uniques]
     cleaned = np.array([None if t.lower() in MISSING_TOKENS else t for t in texts] + [None], dtype=object)
-    return pd.Series(cleaned[codes], index=s.index, name=s.name, dtype="str")
+    return pd.Series(cleaned[codes], index=s.index, name=s.name, dtype=object)
 
 # %% ../nbs/01a_contract.ipynb #1e1aadda
+BOUND_MARGIN = 2  # inferred bounds: the sample's range widened by this many widths on each side
+
+def _outward(value:float, step:float, up:bool)->float:
+    "`value` rounded to a multiple of `step`, up or down (a value already on a multiple, up to float error, stays)."
+    if not (step > 0 and math.isfinite(value) and math.isfinite(value / step)): return value
+    n = value / step
+    n = round(n) if abs(n - round(n)) <= 1e-12 * max(1.0, abs(n)) else math.ceil(n) if up else math.floor(n)
+    return round(n * step, max(0, -math.floor(math.log10(step))))
+
+def tolerant_bounds(values, # The non-missing numbers of a column in the sample
+                    integer:bool=False, # Whole-number bounds (for an `integer` column)?
+                    margin:float=BOUND_MARGIN # Widths of the observed range added on each side (0: the range itself)
+                   )->tuple: # (min, max) for the contract
+    "Bounds that accept new data from the same source: the range widened by `margin` widths, rounded outwards, >= 0 if no value was negative."
+    lo, hi = float(np.min(values)), float(np.max(values))
+    width = hi - lo or abs(hi)  # one value: its magnitude is the scale
+    low, high = lo, hi
+    if math.isfinite(width) and width > 0:
+        step = 10.0 ** (math.floor(math.log10(width)) - 2)
+        if integer: step = max(step, 1.0)
+        low, high = _outward(lo - margin * width, step, False), _outward(hi + margin * width, step, True)
+    low, high = min(low, lo), max(high, hi)  # rounding never cuts into the sample
+    if lo >= 0: low = max(low, 0.0)
+    if not integer: return float(low), float(high)
+    return int(lo if math.isinf(low) else low), int(hi if math.isinf(high) else high)  # past any float: the observed value
+
+# %% ../nbs/01a_contract.ipynb #48599488
+PII_SHARE = 0.8  # a column is personal data when at least this share of its values look like personal data
+_PII_LABELS = {"email": "e-mail addresses", "phone": "phone numbers", "cpf": "CPF numbers", "cnpj": "CNPJ numbers",
+               "ssn": "SSN-like ids", "card": "payment card numbers"}
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]{2,}")
+_PHONE = re.compile(r"\+\d{8,15}|\+?(\d{1,3}[ .-]?)?(\(\d{1,4}\)[ .-]?)?\d{2,5}([ .-]\d{2,5}){1,4}")
+_CPF, _CNPJ = re.compile(r"\d{3}\.\d{3}\.\d{3}-\d{2}"), re.compile(r"\d{2}\.\d{3}\.\d{3}/\d{4}-\d{2}")
+_SSN, _CARD = re.compile(r"\d{3}-\d{2}-\d{4}"), re.compile(r"\d{4}([ -]?\d{3,7}){1,4}")
+_DECIMAL = re.compile(r"-?\d+\.\d+")  # 12345.67890 is a number, not a phone
+_PHONE_WORDS = {"phone", "telephone", "tel", "mobile", "cell", "cellphone", "celular", "telefone", "fone", "whatsapp"}
+
+def _check_digits_ok(digits:str, weights:list)->bool:
+    "CPF/CNPJ rule: each of the last two digits is a weighted sum of the digits before it, modulo 11."
+    for n in (len(weights) - 1, len(weights)):
+        rest = sum(int(d) * w for d, w in zip(digits[:n], weights[-n:])) % 11
+        if int(digits[n]) != (0 if rest < 2 else 11 - rest): return False
+    return len(set(digits)) > 1
+
+def _luhn_ok(digits:str)->bool:
+    "Card numbers: doubling every second digit from the right, the digit sum is a multiple of 10."
+    total = sum(int(d) if i % 2 == 0 else (2 * int(d) - 9 if int(d) > 4 else 2 * int(d)) for i, d in enumerate(reversed(digits)))
+    return total % 10 == 0 and len(set(digits)) > 1
+
+def _pii_kind(text:str, hints:set)->str|None:
+    "The kind of personal data one value looks like, or None."
+    if "@" in text: return "email" if _EMAIL.fullmatch(text) else None
+    digits = re.sub(r"\D", "", text)
+    bare = digits == text
+    if bare and len(digits) == 9 and "ssn" in hints: return "ssn"
+    if bare and 8 <= len(digits) <= 15 and "phone" in hints: return "phone"
+    if _CPF.fullmatch(text) or (bare and 9 <= len(digits) <= 11 and _check_digits_ok(digits.zfill(11), list(range(11, 1, -1)))):
+        return "cpf"
+    if _CNPJ.fullmatch(text) or (bare and 12 <= len(digits) <= 14 and _check_digits_ok(digits.zfill(14), [6, 5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2])):
+        return "cnpj"
+    if 13 <= len(digits) <= 19 and _CARD.fullmatch(text) and _luhn_ok(digits): return "card"
+    if _SSN.fullmatch(text): return "ssn"
+    if not bare and 10 <= len(digits) <= 15 and _PHONE.fullmatch(text) and not _DECIMAL.fullmatch(text): return "phone"
+    return None
+
+def detect_pii(s:pd.Series # A column (its name is read for hints)
+              )->str|None: # Why it looks like personal data, or None
+    "Whether a column looks like personal data: e-mail addresses, phone numbers, CPF/CNPJ/SSN-like ids or card numbers."
+    values = s.dropna()
+    if pd.api.types.is_bool_dtype(values) or not len(values): return None
+    if pd.api.types.is_numeric_dtype(values):
+        numbers = values.to_numpy(dtype=float)
+        if not (np.all(np.mod(numbers, 1) == 0) and np.abs(numbers).max() < 2**53): return None
+        values = values.astype("int64")
+    elif not _is_textual(values): return None
+    if len(values) > 10_000: values = values.sample(10_000, random_state=0)
+    name = str(s.name).lower()
+    hints = {"phone"} if set(re.findall(r"[a-z]+", name)) & _PHONE_WORDS or "phone" in name else set()
+    if "ssn" in re.findall(r"[a-z]+", name) or "socialsecurity" in re.sub(r"[^a-z]", "", name): hints.add("ssn")
+    found = {}
+    for text, n in values.astype(str).str.strip().value_counts().items():
+        kind = _pii_kind(text, hints)
+        if kind: found[kind] = found.get(kind, 0) + int(n)
+    hits = sum(found.values())
+    if hits < PII_SHARE * len(values): return None
+    kinds = " and ".join(_PII_LABELS[k] for k in sorted(found, key=lambda k: (-found[k], k)) if found[k] >= 0.1 * len(values))
+    return f"looks like {kinds} ({hits} of {len(values)} values)"
+
+# %% ../nbs/01a_contract.ipynb #8729b478
 def _sort_key(v):
     return (0, v, "") if isinstance(v, (bool, int, float)) else (1, 0, str(v))
 
@@ -228,52 +389,62 @@ def _infer_target(s:pd.Series, name:str)->ColumnSpec:
         raise ContractError(f"target '{name}' has {found}; classification needs at least two")
     return ColumnSpec(name, "categorical", "target", nullable=False, categories=tuple(labels))
 
-def _numeric_spec(name:str, numbers:pd.Series, integer:bool, nullable:bool)->ColumnSpec:
+def _numeric_spec(name:str, numbers:pd.Series, integer:bool, nullable:bool, margin:float)->tuple:
     lo, hi = numbers.min(), numbers.max()
-    cast = int if integer else float
+    low, high = tolerant_bounds(numbers.to_numpy(dtype=float), integer, margin)
     running = integer and len(numbers) >= 20 and numbers.nunique() == len(numbers) == int(hi) - int(lo) + 1
-    return ColumnSpec(name, "integer" if integer else "numeric", "ignore" if running else "feature",
-                      nullable=nullable, min=cast(lo), max=cast(hi))
+    spec = ColumnSpec(name, "integer" if integer else "numeric", "ignore" if running else "feature",
+                      nullable=nullable, min=low, max=high)
+    return spec, f"{name}: all different and running {int(lo)}..{int(hi)} without gaps, a row number or id: role ignore" if running else None
 
-def _infer_text(name:str, values:pd.Series, nullable:bool, max_categories:int)->ColumnSpec:
-    "Spec for a text column, given its non-missing stripped values."
+def _infer_text(name:str, values:pd.Series, nullable:bool, max_categories:int, margin:float)->tuple:
+    "Spec (and note) for a text column, given its non-missing stripped values."
     numbers = pd.to_numeric(values, errors="coerce")
     parsed = numbers.notna()
     if parsed.mean() >= 0.95:
         good = numbers[parsed].astype(float)
         integer = bool(np.all(np.mod(good, 1) == 0)) and not values[parsed].str.contains(r"[.eE]").any()
-        return _numeric_spec(name, good, integer, nullable)
-    distinct = pd.Series(values.unique())
+        return _numeric_spec(name, good, integer, nullable, margin)
+    distinct = pd.Series(values.unique(), dtype=object)
     if set(distinct.str.lower()) <= set(BOOLEAN_WORDS):
-        return ColumnSpec(name, "boolean", nullable=nullable, categories=(False, True))
+        return ColumnSpec(name, "boolean", nullable=nullable, categories=(False, True)), None
     sample = distinct.iloc[:500]
     dates = pd.to_datetime(sample, errors="coerce", format="mixed")
     if dates.notna().mean() >= 0.95 and sample.str.contains(r"\d").all():
-        return ColumnSpec(name, "datetime", "ignore", nullable=nullable)
-    if len(distinct) <= max_categories:
-        return ColumnSpec(name, "categorical", nullable=nullable, categories=tuple(sorted(distinct)))
-    return ColumnSpec(name, "text", "ignore", nullable=nullable)
+        return ColumnSpec(name, "datetime", "ignore", nullable=nullable), None
+    if len(distinct) > max_categories: return ColumnSpec(name, "text", "ignore", nullable=nullable), None
+    counts = values.value_counts()
+    once = int((counts == 1).sum())
+    note = f"{name}: {once} of its {len(counts)} categories appear once in the sample, so about {once / len(values):.1%} " \
+           "of new rows may bring a category not listed yet (quarantined until you add it)" if once else None
+    return ColumnSpec(name, "categorical", nullable=nullable, categories=tuple(sorted(distinct))), note
 
-def _infer_column(s:pd.Series, name:str, max_categories:int)->ColumnSpec:
+def _infer_column(s:pd.Series, name:str, max_categories:int, margin:float)->tuple:
+    "Spec of one column, and the note a reviewer should read (or None)."
     cleaned = clean_missing(s)
     values = cleaned.dropna()
     nullable = bool(len(values) < len(cleaned))
     if len(values) == 0:
-        return ColumnSpec(name, "numeric" if pd.api.types.is_numeric_dtype(s) else "text", "ignore", nullable=True)
-    if pd.api.types.is_bool_dtype(s):
-        return ColumnSpec(name, "boolean", nullable=nullable, categories=(False, True))
-    if pd.api.types.is_numeric_dtype(s):
-        return _numeric_spec(name, values, pd.api.types.is_integer_dtype(s), nullable)
-    if not _is_textual(s):
-        return ColumnSpec(name, "datetime", "ignore", nullable=nullable)
-    return _infer_text(name, values.astype(str), nullable, max_categories)
+        kind = "numeric" if pd.api.types.is_numeric_dtype(s) else "text"
+        return ColumnSpec(name, kind, "ignore", nullable=True), f"{name}: every value is missing: role ignore"
+    why = detect_pii(values)
+    if why: return ColumnSpec(name, "text", "ignore", nullable=nullable, pii=True), f"{name}: {why}: pii true, role ignore"
+    note = None
+    if pd.api.types.is_bool_dtype(s): spec = ColumnSpec(name, "boolean", nullable=nullable, categories=(False, True))
+    elif pd.api.types.is_numeric_dtype(s): spec, note = _numeric_spec(name, values, pd.api.types.is_integer_dtype(s), nullable, margin)
+    elif not _is_textual(s): spec = ColumnSpec(name, "datetime", "ignore", nullable=nullable)
+    else: spec, note = _infer_text(name, values.astype(str), nullable, max_categories, margin)
+    if spec.role == "feature" and not nullable and values.nunique() == 1:
+        return replace(spec, role="ignore"), f"{name}: the same value in every row, nothing for a model to learn: role ignore"
+    return spec, note
 
 def infer_contract(df:pd.DataFrame, # A representative sample of the data, target included
                    target:str, # Name of the label column
                    time_column:str|None=None, # Name of the column that orders rows, if any
-                   max_categories:int=50 # Text columns with more distinct values become ignored `text`
+                   max_categories:int=50, # Text columns with more distinct values become ignored `text`
+                   margin:float=BOUND_MARGIN, # Numeric bounds: widths of the sample's range added on each side
                   )->Contract: # A first draft of the contract, to review and edit
-    "Infer a data contract from a sample `df`."
+    "Infer a data contract from a sample `df`: tolerant numeric bounds, the categories seen, personal data tagged."
     if not isinstance(df, pd.DataFrame): raise ContractError(f"infer_contract needs a pandas DataFrame, got {type(df).__name__}")
     names = list(df.columns)
     bad = [n for n in names if not isinstance(n, str)]
@@ -290,22 +461,13 @@ def infer_contract(df:pd.DataFrame, # A representative sample of the data, targe
         if pd.api.types.is_numeric_dtype(values) or (len(values) and parsed.notna().mean() < 0.95):
             raise ContractError(f"time column '{time_column}' does not hold dates (e.g. {values.iloc[0]!r}); "
                                 "give a column of dates or timestamps such as 2024-01-31")
-    specs = []
+    specs, notes = [], []
     for name in names:
         if name == target: specs.append(_infer_target(df[name], name))
         elif name == time_column:
             specs.append(ColumnSpec(name, "datetime", "time", nullable=bool(clean_missing(df[name]).isna().any())))
-        else: specs.append(_infer_column(df[name], name, max_categories))
-    return Contract(tuple(specs), target, time_column)
-
-# %% ../nbs/01a_contract.ipynb #068f5174
-def label_key(value # A label or category value (number, string, bool)
-             )->str: # Normalised string form used for comparisons
-    "Normalised string form of a label: `1`, `1.0`, `'1'` and `' 1.0 '` all give `'1'`."
-    if isinstance(value, (bool, np.bool_)): return "true" if value else "false"
-    text = str(value).strip()
-    if text.lower() in ("true", "false"): return text.lower()
-    try: number = float(text)
-    except ValueError: return text
-    if math.isfinite(number) and number == int(number): return str(int(number))
-    return repr(number)
+        else:
+            spec, note = _infer_column(df[name], name, max_categories, margin)
+            specs.append(spec)
+            if note: notes.append(note)
+    return Contract(tuple(specs), target, time_column, notes=tuple(notes))

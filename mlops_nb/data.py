@@ -17,8 +17,8 @@ import pandas as pd
 from .config import UsageError
 
 # %% auto #0
-__all__ = ['FORMATS', 'EXAMPLES', 'TRUSTED_MODULES', 'table_format', 'read_table', 'Example', 'load_example', 'fingerprint',
-           'row_hashes', 'write_parquet', 'schema', 'trusted_types', 'save_skops', 'load_skops']
+__all__ = ['FORMATS', 'EXAMPLES', 'TRUSTED_TYPES', 'table_format', 'read_table', 'Example', 'load_example', 'fingerprint',
+           'row_hashes', 'write_parquet', 'schema', 'UntrustedTypes', 'trusted_types', 'save_skops', 'load_skops']
 
 # %% ../nbs/01_data.ipynb #093ff53f
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -119,20 +119,32 @@ def schema(df:pd.DataFrame)->dict: # Column name -> dtype name
     return {str(c): str(t) for c, t in df.dtypes.items()}
 
 # %% ../nbs/01_data.ipynb #b236c706
-TRUSTED_MODULES = ("sklearn.", "numpy.", "scipy.")
+TRUSTED_TYPES = (
+    "numpy.dtype",  # dtypes of fitted arrays (e.g. one-hot categories of text columns)
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",  # fitted trees of hist_gradient_boosting
+    "sklearn.tree._tree.Tree",  # fitted trees of random_forest
+)
+
+class UntrustedTypes(TypeError):
+    "An object holds types that are not in `TRUSTED_TYPES`, so it is neither stored nor loaded."
+
+def _refuse(names:list, what:str)->None:
+    foreign = sorted(set(names) - set(TRUSTED_TYPES))
+    if foreign:
+        raise UntrustedTypes(f"{what} holds types that are not trusted: {', '.join(foreign)}; "
+                             "only the types in mlops_nb.data.TRUSTED_TYPES (and skops' own safe defaults) are stored or loaded")
 
 def trusted_types(obj)->list: # Type names skops must be told to trust to load `obj`
-    "The non-default types needed to load `obj` with skops, all from scikit-learn, NumPy or SciPy."
+    "The non-default types needed to load `obj` with skops, each one listed in `TRUSTED_TYPES`."
     import skops.io as sio
     names = sio.get_untrusted_types(data=sio.dumps(obj))
-    foreign = [n for n in names if not n.startswith(TRUSTED_MODULES)]
-    if foreign: raise TypeError(f"cannot store objects of types {foreign} safely: only scikit-learn, NumPy and SciPy types are allowed")
+    _refuse(names, f"this {type(obj).__name__}")
     return names
 
 def save_skops(obj, # A fitted or unfitted scikit-learn object
                path:Path|str, # Destination `.skops` file
               )->Path: # The written path
-    "Save a scikit-learn object with skops, atomically."
+    "Save a scikit-learn object with skops, atomically; refuses an object holding untrusted types."
     import skops.io as sio
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     trusted_types(obj)
@@ -142,9 +154,8 @@ def save_skops(obj, # A fitted or unfitted scikit-learn object
     return path
 
 def load_skops(path:Path|str)->object: # The stored object
-    "Load a skops file, trusting only scikit-learn, NumPy and SciPy types."
+    "Load a skops file, trusting only skops' safe defaults and `TRUSTED_TYPES`."
     import skops.io as sio
     names = sio.get_untrusted_types(file=path)
-    foreign = [n for n in names if not n.startswith(TRUSTED_MODULES)]
-    if foreign: raise TypeError(f"{Path(path).name} holds types that are not trusted: {foreign}")
+    _refuse(names, Path(path).name)
     return sio.load(path, trusted=names)

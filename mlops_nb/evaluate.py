@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['Evaluation', 'evaluate_model', 'plot_roc', 'plot_precision_recall', 'plot_confusion_matrix', 'plot_calibration',
-           'evaluation_plots', 'GateCheck', 'GateResult', 'gate', 'ChampionComparison', 'compare_with_champion']
+           'evaluation_plots', 'GateCheck', 'GateResult', 'gate']
 
 # %% ../nbs/05_evaluate.ipynb #cad1cbdb
 import html
@@ -25,7 +25,7 @@ from sklearn.metrics import (
 )
 
 from .config import html_table
-from .metrics import classification_metrics, get_metric, is_improvement
+from .metrics import classification_metrics, get_metric, resolve_positive_class
 
 # %% ../nbs/05_evaluate.ipynb #72125176
 def _fmt(x:float)->str: return "nan" if math.isnan(x) else f"{x:.4g}"
@@ -38,15 +38,17 @@ class Evaluation:
     confusion: pd.DataFrame = field(repr=False)  # Counts; rows = true label, columns = predicted label
     y_true: np.ndarray = field(repr=False)  # True labels, shape (n,)
     proba: np.ndarray = field(repr=False)  # Predicted probabilities, shape (n, k), columns in `classes` order
+    positive_class: object = None  # Binary: the class the metrics and plots are about; multiclass: None
 
-    def to_dict(self)->dict: # JSON-serialisable metrics, classes and confusion matrix (nested lists)
+    def to_dict(self)->dict: # JSON-serialisable metrics, classes, positive class and confusion matrix (nested lists)
         "Plain python version for logging."
-        return {"metrics": dict(self.metrics), "classes": list(self.classes),
+        return {"metrics": dict(self.metrics), "classes": list(self.classes), "positive_class": self.positive_class,
                 "confusion": self.confusion.to_numpy().tolist()}
 
     def _repr_html_(self)->str:
         rows = [(n, _fmt(v), "higher" if get_metric(n).greater_is_better else "lower") for n, v in self.metrics.items()]
-        return (f"<p><b>Evaluation</b> on {len(self.y_true)} rows, classes {html.escape(str(list(self.classes)))}</p>"
+        about = "" if self.positive_class is None else f", positive class {html.escape(repr(self.positive_class))}"
+        return (f"<p><b>Evaluation</b> on {len(self.y_true)} rows, classes {html.escape(str(list(self.classes)))}{about}</p>"
                 + html_table(["metric", "value", "better"], rows)
                 + "<p>Confusion matrix (rows: true, columns: predicted)</p>" + self.confusion.to_html())
 
@@ -54,6 +56,7 @@ class Evaluation:
 def evaluate_model(model, # Fitted sklearn classifier or Pipeline with `predict_proba` and `classes_`
                    X:pd.DataFrame, # Held-out features
                    y, # Held-out true labels
+                   positive_class=None, # Binary: the class the metrics are about (required); multiclass: None
                   )->Evaluation: # Metrics, confusion matrix and predictions
     "Evaluate a fitted classifier on held-out data."
     if not hasattr(model, "predict_proba"):
@@ -66,19 +69,25 @@ def evaluate_model(model, # Fitted sklearn classifier or Pipeline with `predict_
     if len(y_true) != len(X):
         raise ValueError(f"X has {len(X)} rows but y has {len(y_true)}; pass the labels of the same held-out rows.")
     proba = np.asarray(model.predict_proba(X), dtype=float)
-    metrics = classification_metrics(y_true, proba, model_classes)
+    metrics = classification_metrics(y_true, proba, model_classes, positive_class)
     labels = np.asarray(model_classes)
     counts = confusion_matrix(y_true, labels[proba.argmax(axis=1)], labels=labels)
     classes = tuple(labels.tolist())
     confusion = pd.DataFrame(counts, index=pd.Index(classes, name="true"), columns=pd.Index(classes, name="predicted"))
     y_true, proba = y_true.copy(), proba.copy()
     y_true.flags.writeable = proba.flags.writeable = False
-    return Evaluation(metrics, classes, confusion, y_true, proba)
+    return Evaluation(metrics, classes, confusion, y_true, proba, resolve_positive_class(classes, positive_class))
 
 # %% ../nbs/05_evaluate.ipynb #e3faed3d
+def _positive_column(evaluation):
+    "Column of the positive class in `evaluation.proba` (binary evaluations always name one)."
+    if evaluation.positive_class is None:
+        raise ValueError("this binary evaluation has no positive class: evaluate with evaluate_model(..., positive_class=...)")
+    return list(evaluation.classes).index(evaluation.positive_class)
+
 def _one_vs_rest(evaluation):
     "(label, is-this-class, score) for each curve: the positive class if binary, every class if multiclass."
-    columns = [1] if len(evaluation.classes) == 2 else range(len(evaluation.classes))
+    columns = [_positive_column(evaluation)] if len(evaluation.classes) == 2 else range(len(evaluation.classes))
     for i in columns:
         label = evaluation.classes[i]
         yield label, evaluation.y_true == label, evaluation.proba[:, i]
@@ -138,8 +147,9 @@ def plot_calibration(evaluation:Evaluation, # Result of `evaluate_model`
                     )->Figure: # Reliability diagram with a histogram of the predicted probabilities
     "Reliability diagram: positive-class probability (binary) or top-label confidence (multiclass)."
     if len(evaluation.classes) == 2:
-        hit, score = evaluation.y_true == evaluation.classes[1], evaluation.proba[:, 1]
-        xlabel, ylabel = f"Predicted probability of {evaluation.classes[1]}", f"Observed share of {evaluation.classes[1]}"
+        column, label = _positive_column(evaluation), evaluation.positive_class
+        hit, score = evaluation.y_true == label, evaluation.proba[:, column]
+        xlabel, ylabel = f"Predicted probability of {label}", f"Observed share of {label}"
     else:
         predicted = np.asarray(evaluation.classes, dtype=object)[evaluation.proba.argmax(axis=1)]
         hit, score = predicted == evaluation.y_true.astype(object), evaluation.proba.max(axis=1)
@@ -166,10 +176,11 @@ def evaluation_plots(evaluation:Evaluation, # Result of `evaluate_model`
 class GateCheck:
     "One check of the promotion gate."
     name: str  # What was checked, e.g. "roc_auc >= 0.8" or "roc_auc vs champion v3"
-    value: float  # The challenger's value
+    value: float  # The value checked (`nan` when there was nothing to measure)
     threshold: float  # The bound the value had to meet (`nan` when there was nothing to compare with)
     passed: bool  # Did the check pass?
     detail: str  # One human sentence explaining the outcome
+    outcome: str = ""  # A few words for the summary line, e.g. "misses", "worse", "not enough evidence"
 
 @dataclass(frozen=True)
 class GateResult:
@@ -188,100 +199,33 @@ class GateResult:
             ["check", "value", "threshold", "result", "detail"], rows)
 
 # %% ../nbs/05_evaluate.ipynb #a576e549
-def _metric_value(metrics, name, whose):
-    if name not in metrics:
-        raise ValueError(f"{whose} metrics have no {name!r}; they have: {', '.join(metrics) or 'nothing'}.")
-    return float(metrics[name])
-
 def _threshold_check(metrics, name, bound):
     "Check one absolute threshold; returns the check and a short failure text."
     greater = get_metric(name).greater_is_better
-    value, bound = _metric_value(metrics, name, "challenger"), float(bound)
+    if name not in metrics:
+        raise ValueError(f"challenger metrics have no {name!r}; they have: {', '.join(metrics) or 'nothing'}.")
+    value, bound = float(metrics[name]), float(bound)
     if math.isnan(bound): raise ValueError(f"The threshold for {name!r} is NaN; give a number.")
     kind, op, worse = ("minimum", ">=", "<") if greater else ("maximum", "<=", ">")
     check = f"{name} {op} {bound:g}"
     if math.isnan(value):
         return GateCheck(check, value, bound, False, f"{name} is undefined (NaN) on the held-out data, so it cannot "
-                         f"meet the {kind} of {_fmt(bound)}."), f"{name} undefined"
+                         f"meet the {kind} of {_fmt(bound)}.", "undefined"), f"{name} undefined"
     passed = value >= bound if greater else value <= bound
-    detail = f"{name} is {_fmt(value)}, which {'meets' if passed else 'misses'} the {kind} of {_fmt(bound)}."
-    return GateCheck(check, value, bound, passed, detail), f"{name} {_fmt(value)} {worse} {_fmt(bound)}"
-
-def _champion_check(metrics, primary, champion_metrics, tolerance, champion_label, note=None):
-    "Compare the challenger with the champion on the primary metric; returns the check and a short failure text."
-    greater = get_metric(primary).greater_is_better
-    value, check = _metric_value(metrics, primary, "challenger"), f"{primary} vs {champion_label}"
-    if champion_metrics is None:
-        return GateCheck(check, value, math.nan, True, note or "no champion yet, so there is nothing to compare with."), ""
-    old = _metric_value(champion_metrics, primary, champion_label)
-    bound = old - tolerance if greater else old + tolerance
-    passed = is_improvement(primary, value, old, tolerance)
-    if math.isnan(value):
-        detail = f"{primary} is undefined (NaN) for the challenger, so it cannot be compared with {champion_label}."
-    elif math.isnan(old):
-        detail = f"{primary} is undefined (NaN) for {champion_label}, so the challenger's {_fmt(value)} wins."
-    else:
-        verdict = "is within" if passed else "is worse by more than"
-        detail = (f"The challenger's {primary} {_fmt(value)} against {champion_label}'s {_fmt(old)} {verdict} "
-                  f"the tolerance of {tolerance:g}.")
-    failure = f"{primary} {_fmt(value)} worse than {champion_label} {_fmt(old)} beyond tolerance {tolerance:g}"
-    return GateCheck(check, value, bound, passed, detail), failure
+    outcome = "meets" if passed else "misses"
+    detail = f"{name} is {_fmt(value)}, which {outcome} the {kind} of {_fmt(bound)}."
+    return GateCheck(check, value, bound, passed, detail, outcome), f"{name} {_fmt(value)} {worse} {_fmt(bound)}"
 
 def gate(metrics:dict[str, float], # The challenger's held-out metrics
          thresholds:dict[str, float], # Metric name -> bound: a minimum (greater-is-better) or a maximum (log_loss)
-         primary_metric:str, # Metric compared with the champion
-         champion_metrics:dict[str, float]|None=None, # The champion's metrics on the SAME held-out data; None if none
-         tolerance:float=0.0, # How much worse than the champion the challenger may be on `primary_metric`
-         champion_label:str="champion", # Name of the champion in check names and details, e.g. "champion v3"
-         comparison_metrics:dict[str, float]|None=None, # The challenger's metrics on the rows the champion was scored on (default: `metrics`)
-         champion_note:str|None=None, # Why there is no comparison, when `champion_metrics` is None
+         champion_check:GateCheck|None=None, # The comparison with the champion (`mlops_nb.champion`), checked last
         )->GateResult: # Passed only if every check passed
-    "Decide whether a challenger may be promoted: absolute thresholds plus comparison with the champion."
-    get_metric(primary_metric)
-    if tolerance < 0: raise ValueError(f"tolerance must be >= 0; got {tolerance}.")
+    "Decide whether a challenger may be promoted: absolute thresholds, then the comparison with the champion."
     results = [_threshold_check(metrics, name, bound) for name, bound in thresholds.items()]
-    results.append(_champion_check(comparison_metrics or metrics, primary_metric, champion_metrics, tolerance, champion_label, champion_note))
+    if champion_check is not None:
+        results.append((champion_check, f"{champion_check.name}: {champion_check.outcome or 'failed'}"))
     checks = tuple(check for check, _ in results)
     passed = all(check.passed for check in checks)
     failures = [failure for check, failure in results if not check.passed]
     summary = f"passed: {len(checks)} of {len(checks)} checks" if passed else "failed: " + "; ".join(failures)
     return GateResult(passed, checks, summary)
-
-# %% ../nbs/05_evaluate.ipynb #ac6377bc
-@dataclass(frozen=True)
-class ChampionComparison:
-    "Challenger and champion scored on the same held-out rows, none of which the champion trained on."
-    challenger: dict | None  # The challenger's metrics on those rows
-    champion: dict | None    # The champion's metrics on those rows; None when no fair comparison was possible
-    n_rows: int              # How many test rows were new to the champion
-    note: str | None = None  # Why there is no comparison, or what was left out
-
-    def to_dict(self)->dict: return asdict(self)
-
-def compare_with_champion(challenger, # Fitted challenger model
-                          champion, # Fitted champion model (its `feature_names_in_` pick its columns)
-                          test:pd.DataFrame, # Held-out rows, features and target
-                          target:str, # Target column
-                          test_rows:np.ndarray, # Row hashes of `test` (`row_hashes`)
-                          champion_rows:np.ndarray|None, # Row hashes the champion was trained on; None if unknown
-                          min_rows:int=20, # Fewest new rows for a fair comparison
-                          label:str="champion", # How the champion is named in notes
-                         )->ChampionComparison:
-    "Score challenger and champion on the test rows the champion has not seen."
-    if champion_rows is None:
-        return ChampionComparison(None, None, 0, f"{label} has no record of its training rows, so it cannot be compared fairly")
-    fresh = ~np.isin(test_rows, champion_rows)
-    rows, y = test[fresh], test[target][fresh]
-    left_out = len(test) - int(fresh.sum())
-    if len(rows) < min_rows or y.nunique() < 2:
-        return ChampionComparison(None, None, len(rows), f"only {len(rows)} test rows are new to {label} "
-                                  f"({left_out} were in its training data): too few to compare fairly")
-    missing = [c for c in champion.feature_names_in_ if c not in rows.columns]
-    if missing:
-        return ChampionComparison(None, None, len(rows), f"{label} needs columns this data lacks ({', '.join(map(str, missing[:5]))})")
-    if not set(y.unique()) <= set(champion.classes_):
-        return ChampionComparison(None, None, len(rows), f"{label} does not know every class of this test set")
-    mine = evaluate_model(challenger, rows[list(challenger.feature_names_in_)], y).metrics
-    theirs = evaluate_model(champion, rows[list(champion.feature_names_in_)], y).metrics
-    note = f"compared on the {len(rows)} test rows new to {label}; {left_out} it trained on were left out" if left_out else None
-    return ChampionComparison(mine, theirs, len(rows), note)

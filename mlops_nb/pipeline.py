@@ -6,41 +6,110 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
+import hashlib
 import importlib.metadata
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from collections.abc import Callable
 
 import pandas as pd
 
 import mlops_nb
-from .config import (CONFIG_FILE, Config, StageSpec, UsageError, artifact_location, config_dict, config_from_dict, data_path,
-                             render_config, runs_dir, tracking_uri)
-from .contract import Contract, ContractError, infer_contract
-from .data import load_example, read_table
+from .config import (CONFIG_FILE, Config, StageSpec, UsageError, artifact_location, config_dict, config_from_dict,
+                             connection_uri, data_path, html_table, redact_uri, render_config, runs_dir, store_errors,
+                             tracking_credentials, tracking_uri)
+from .contract import Contract, ContractError, clean_missing, infer_contract
+from .data import load_example, read_table, table_format
+from .registry import current_user
 from .stage import DATA_FILE, SUMMARY_FILE
 
 # %% auto #0
-__all__ = ['RUNBOOKS', 'GITIGNORE', 'KERNEL_ERRORS', 'WARM_IMPORTS', 'PIPELINE_TAG', 'experiment_id', 'init_project',
-           'example_project', 'runbook_for', 'project_commit', 'installed_packages', 'StageFailed', 'StageOutcome',
-           'execute_stage', 'start_warm_kernel', 'WarmKernels', 'check_inputs', 'check_settings', 'RunResult',
-           'run_pipeline', 'list_runs']
+__all__ = ['EXPERIMENT_KIND', 'RUNBOOKS', 'GITIGNORE', 'MANIFEST', 'KERNEL_ERRORS', 'WARM_IMPORTS', 'STAGE_NEEDS', 'PIPELINE_TAG',
+           'environment', 'one_line', 'open_store', 'experiment_id', 'init_project', 'example_project', 'runbook_hash',
+           'read_manifest', 'copy_new_runbooks', 'outdated_runbooks', 'upgrade_runbooks', 'runbook_for',
+           'project_commit', 'project_dirty', 'installed_packages', 'StageFailed', 'StageOutcome', 'execute_stage',
+           'start_warm_kernel', 'WarmKernels', 'check_settings', 'check_inputs', 'RunResult', 'run_pipeline',
+           'list_runs']
 
 # %% ../nbs/09_pipeline.ipynb #5e5c1af0
-def experiment_id(client, cfg:Config)->str: # The project's MLflow experiment, created when missing
-    "Get or create the project's experiment."
-    exp = client.get_experiment_by_name(cfg.project)
-    if exp is not None: return exp.experiment_id
-    return client.create_experiment(cfg.project, artifact_location=artifact_location(cfg))
+@contextlib.contextmanager
+def environment(variables:dict): # Environment variables to set while the block runs
+    "Set environment variables for the duration of a block (kernels started inside inherit them), then restore them."
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try: yield
+    finally:
+        for k, v in saved.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
 
+def one_line(error:BaseException, # Any exception
+             secret_uri:str|None=None, # A URI whose credentials must not appear in the text
+            )->str: # "Type: first line of the message", at most 300 characters, credentials removed
+    "An exception as one short line, safe to print and record."
+    text = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+    for value in tracking_credentials(secret_uri).values() if secret_uri else ():
+        text = text.replace(value, redact_uri(value) if "://" in value else "***")
+    return f"{type(error).__name__}: {text}".rstrip(": ")
+
+@contextlib.contextmanager
+def open_store(cfg:Config, # Project config
+               doing:str="reach", # What is being done, for the message: "reach", "read runs from", ...
+              ): # Yields an `MlflowClient`
+    "An `MlflowClient` on the project's store, credentials in the environment; store failures become a one-line `UsageError`."
+    from mlflow.tracking import MlflowClient
+    secret = tracking_uri(cfg)
+    with environment(tracking_credentials(secret)):
+        try: yield MlflowClient(connection_uri(redact_uri(secret)))
+        except store_errors() as e:
+            raise UsageError(f"cannot {doing} the MLflow store at {redact_uri(secret)}: {one_line(e, secret)}") from None
+
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the tag MLflow's UI reads to choose the experiment's first page
+
+def experiment_id(client, cfg:Config)->str: # The project's MLflow experiment, created when missing
+    "Get or create the project's experiment, tagged as a classic machine-learning experiment."
+    exp = client.get_experiment_by_name(cfg.project)
+    if exp is None:
+        return client.create_experiment(cfg.project, artifact_location=artifact_location(cfg), tags=EXPERIMENT_KIND)
+    for key, value in EXPERIMENT_KIND.items():
+        if exp.tags.get(key) is None: client.set_experiment_tag(exp.experiment_id, key, value)  # made before the tag existed
+    return exp.experiment_id
+
+# %% ../nbs/09_pipeline.ipynb #10d6ac5e
 RUNBOOKS = Path(mlops_nb.__file__).parent / "runbooks"
-GITIGNORE = "# written by mlops-nb: local MLflow store and run outputs\nmlflow.db\nmlartifacts/\nruns/\n"
+GITIGNORE = "# written by mlops-nb: local MLflow store, its alias lock and run outputs\nmlflow.db\nmlflow.db.aliases.lock\nmlartifacts/\nruns/\n"
+
+class _Undo:
+    "Remember what a block creates or replaces, so that `undo` can put things back."
+    def __init__(self): self.steps = []
+    def track(self, path:Path)->Path:
+        "Call before creating or replacing `path` (a file, or a folder that does not exist yet)."
+        path = Path(path)
+        if not path.exists(): self.steps.append((path, None))
+        elif path.is_file(): self.steps.append((path, path.read_bytes()))
+        return path
+    def undo(self)->None:
+        for path, old in reversed(self.steps):
+            with contextlib.suppress(OSError):
+                if old is not None: path.write_bytes(old)
+                elif path.is_dir(): shutil.rmtree(path)
+                else: path.unlink(missing_ok=True)
+
+def _positive_class(frame:pd.DataFrame, contract:Contract):
+    "The inferred positive class of a binary target, as the contract spells it; None for more classes."
+    from mlops_nb.metrics import infer_positive_class, resolve_positive_class
+    if len(contract.classes) != 2: return None
+    chosen = infer_positive_class(clean_missing(frame[contract.target]).dropna())
+    with contextlib.suppress(ValueError): return resolve_positive_class(contract.classes, chosen)
+    return None  # `run` then asks for data.positive_class
 
 def init_project(project_dir:Path|str, # Folder to create (may exist, must not hold an mlops.yaml unless `force`)
                  data:Path|str, # CSV or Parquet file with the training data
@@ -50,7 +119,7 @@ def init_project(project_dir:Path|str, # Folder to create (may exist, must not h
                  force:bool=False, # Overwrite an existing project's config and contract
                  copy_runbooks:bool=True, # Give the project its own editable runbooks
                 )->Config: # The new project's config
-    "Create a project folder: `mlops.yaml`, an inferred data contract and editable runbooks."
+    "Create a project folder: `mlops.yaml`, an inferred data contract and editable runbooks; all of it, or nothing."
     project_dir = Path(project_dir).expanduser().resolve()
     if (project_dir / CONFIG_FILE).exists() and not force:
         raise UsageError(f"{project_dir} is already an mlops-nb project: run `mlops-nb run` there, or pass --force to start it again")
@@ -61,18 +130,24 @@ def init_project(project_dir:Path|str, # Folder to create (may exist, must not h
         raise UsageError(f"target column '{target}' is not in {data.name}: its columns are {shown}")
     try: contract = infer_contract(frame, target, time_column)
     except ContractError as e: raise UsageError(f"{data.name}: {e}") from None
-    project_dir.mkdir(parents=True, exist_ok=True)
     rel = os.path.relpath(data, project_dir) if data.is_relative_to(project_dir) else str(data)
-    cfg = config_from_dict({"project": name or project_dir.name, "data": {"path": rel, "target": target, "time_column": time_column}}, project_dir)
-    contract.to_yaml(project_dir / cfg.contract)
-    (project_dir / CONFIG_FILE).write_text(render_config(cfg))
-    if copy_runbooks:
-        (project_dir / "runbooks").mkdir(exist_ok=True)
-        for nb in sorted(RUNBOOKS.glob("*.ipynb")):
-            if not (project_dir / "runbooks" / nb.name).exists(): shutil.copy(nb, project_dir / "runbooks" / nb.name)  # never over an edited one
-    if not (project_dir / ".gitignore").exists(): (project_dir / ".gitignore").write_text(GITIGNORE)
-    from mlflow.tracking import MlflowClient
-    experiment_id(MlflowClient(tracking_uri(cfg)), cfg)  # create the store now, so the first run does not wait for it
+    cfg = config_from_dict({"project": name or project_dir.name, "data": {"path": rel, "target": target, "time_column": time_column,
+                                                                         "positive_class": _positive_class(frame, contract)}}, project_dir)
+    undo = _Undo()
+    try:
+        for folder in reversed([project_dir, *project_dir.parents]): undo.track(folder)
+        project_dir.mkdir(parents=True, exist_ok=True)
+        for store_file in ("mlflow.db", "mlartifacts"):
+            if not (project_dir / store_file).exists(): undo.track(project_dir / store_file)  # an existing store is never copied or removed
+        with open_store(cfg, "create the project's experiment in") as client:
+            experiment_id(client, cfg)  # first: an unreachable store stops init before any file is written
+        contract.to_yaml(undo.track(project_dir / cfg.contract))
+        undo.track(project_dir / CONFIG_FILE).write_text(render_config(cfg))
+        if copy_runbooks: copy_new_runbooks(project_dir, undo.track)
+        if not (project_dir / ".gitignore").exists(): undo.track(project_dir / ".gitignore").write_text(GITIGNORE)
+    except BaseException:
+        undo.undo()
+        raise
     return cfg
 
 # %% ../nbs/09_pipeline.ipynb #f0b87691
@@ -84,10 +159,112 @@ def example_project(name:str, # Bundled example, e.g. "breast-cancer"
     frame = load_example(name)
     project_dir = Path(project_dir or f"mlops-nb-example-{name}").resolve()
     if not (project_dir / CONFIG_FILE).exists():
-        (project_dir / "data").mkdir(parents=True, exist_ok=True)
-        frame.to_csv(project_dir / "data" / f"{name}.csv", index=False)
-        init_project(project_dir, project_dir / "data" / f"{name}.csv", EXAMPLES[name].target, name=name)
+        undo = _Undo()
+        for folder in reversed([project_dir / "data", project_dir, *project_dir.parents]): undo.track(folder)
+        try:
+            (project_dir / "data").mkdir(parents=True, exist_ok=True)
+            frame.to_csv(undo.track(project_dir / "data" / f"{name}.csv"), index=False)
+            init_project(project_dir, project_dir / "data" / f"{name}.csv", EXAMPLES[name].target, name=name)
+        except BaseException:
+            undo.undo()
+            raise
     return project_dir
+
+# %% ../nbs/09_pipeline.ipynb #27049217
+MANIFEST = "manifest.json"
+
+def runbook_hash(path:Path)->str: # Hex SHA-256 of the notebook's cells
+    "A content hash of a notebook: its cells' kinds and sources, not outputs or metadata."
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    cells = [[c.cell_type, c.source] for c in nb.cells]
+    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
+
+def read_manifest(project_dir:Path)->dict: # Runbook file name -> {"version", "sha256"}
+    "Where each of a project's runbook copies came from; empty for a project made before manifests existed."
+    path = Path(project_dir) / "runbooks" / MANIFEST
+    try: return json.loads(path.read_text())
+    except (OSError, ValueError): return {}
+
+def _write_manifest(project_dir:Path, manifest:dict)->None:
+    path = Path(project_dir) / "runbooks" / MANIFEST
+    path.write_text(json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
+
+def copy_new_runbooks(project_dir:Path, # The project folder
+                      before_write:Callable=lambda path: path, # Called with each path about to be created or replaced
+                     )->list: # Names of the runbooks copied
+    "Copy every packaged runbook the project does not have yet, and record each copy in the manifest."
+    folder = before_write(Path(project_dir) / "runbooks")
+    folder.mkdir(exist_ok=True)
+    manifest, copied = read_manifest(project_dir), []
+    for nb in sorted(RUNBOOKS.glob("*.ipynb")):
+        if (folder / nb.name).exists(): continue  # never over an edited one
+        shutil.copy(nb, before_write(folder / nb.name))
+        manifest[nb.name] = {"version": mlops_nb.__version__, "sha256": runbook_hash(nb)}
+        copied.append(nb.name)
+    if copied: before_write(folder / MANIFEST); _write_manifest(project_dir, manifest)
+    return copied
+
+# %% ../nbs/09_pipeline.ipynb #6f69eb29
+def outdated_runbooks(project_dir:Path, # The project folder
+                      names:list|None=None, # Runbook file names to look at (default: every packaged one)
+                     )->list: # One warning line per outdated copy
+    "Warnings for the project's runbook copies that are older than the packaged runbooks."
+    project_dir, manifest, lines = Path(project_dir), read_manifest(project_dir), []
+    for nb in sorted(RUNBOOKS.glob("*.ipynb")):
+        copy = project_dir / "runbooks" / nb.name
+        if (names is not None and nb.name not in names) or not copy.exists(): continue
+        packaged, record = runbook_hash(nb), manifest.get(nb.name)
+        if record is None and runbook_hash(copy) != packaged:
+            lines.append(f"runbooks/{nb.name} differs from the packaged runbook of mlops-nb {mlops_nb.__version__} and has no record of "
+                         "where it came from: `mlops-nb upgrade` shows the difference")
+        elif record is not None and record.get("sha256") != packaged:
+            lines.append(f"runbooks/{nb.name} was copied from mlops-nb {record.get('version')} and the packaged runbook has changed since: "
+                         "`mlops-nb upgrade` updates it (an edited copy is kept and the difference shown)")
+    return lines
+
+# %% ../nbs/09_pipeline.ipynb #ed07b554
+def _cells_text(path:Path)->list: # The notebook as lines of text, one `# %%` header per cell
+    import nbformat
+    lines = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        lines.append("# %%" + (" [markdown]" if cell.cell_type == "markdown" else "") + "\n")
+        lines += [line + "\n" for line in cell.source.splitlines()]
+    return lines
+
+def upgrade_runbooks(project_dir:Path, # The project folder
+                     force:bool=False, # Also replace edited copies (each kept as NAME.ipynb.edited)
+                    )->list[str]: # What was done, one line per runbook, and the diff of each edited copy
+    "Update the project's unedited runbook copies to the packaged ones; show, and only with `force` replace, edited ones."
+    project_dir = Path(project_dir).expanduser().resolve()
+    if not (project_dir / CONFIG_FILE).exists(): raise UsageError(f"no {CONFIG_FILE} in {project_dir}: not an mlops-nb project")
+    if not (project_dir / "runbooks").is_dir(): return []  # the project runs the packaged runbooks, always current
+    manifest, report = read_manifest(project_dir), []
+    for nb in sorted(RUNBOOKS.glob("*.ipynb")):
+        copy, packaged = project_dir / "runbooks" / nb.name, runbook_hash(nb)
+        if not copy.exists(): continue
+        current, record = runbook_hash(copy), manifest.get(nb.name, {})
+        now = {"version": mlops_nb.__version__, "sha256": packaged}
+        if current == packaged:
+            manifest[nb.name] = now
+            continue
+        if current == record.get("sha256"):
+            shutil.copy(nb, copy)
+            manifest[nb.name] = now
+            report.append(f"updated runbooks/{nb.name} from mlops-nb {record.get('version')} to {mlops_nb.__version__}")
+            continue
+        diff = list(difflib.unified_diff(_cells_text(copy), _cells_text(nb), f"runbooks/{nb.name} (yours)", f"runbooks/{nb.name} (mlops-nb {mlops_nb.__version__})"))
+        if force:
+            shutil.copy(copy, copy.with_name(copy.name + ".edited"))
+            shutil.copy(nb, copy)
+            manifest[nb.name] = now
+            report.append(f"replaced runbooks/{nb.name}: your edited copy is kept as runbooks/{nb.name}.edited; the difference:")
+        else:
+            report.append(f"kept runbooks/{nb.name}: it was edited, so merge the packaged changes by hand (or pass --force to replace it):")
+        report += [line.rstrip("\n") for line in diff]
+    _write_manifest(project_dir, manifest)
+    report += [f"added runbooks/{name}" for name in copy_new_runbooks(project_dir)]
+    return report
 
 # %% ../nbs/09_pipeline.ipynb #cb9f15e3
 def runbook_for(cfg:Config, # Project config
@@ -97,18 +274,27 @@ def runbook_for(cfg:Config, # Project config
     if stage.notebook:
         path = Path(stage.notebook)
         path = path if path.is_absolute() else cfg.project_dir / path
-        if not path.exists(): raise UsageError(f"stage '{stage.name}': notebook {path} not found (check `stages` in {CONFIG_FILE})")
+        if not path.is_file(): raise UsageError(f"stage '{stage.name}': notebook {path} not found (check `stages` in {CONFIG_FILE})")
         return path
     own = cfg.project_dir / "runbooks" / f"{stage.name}.ipynb"
     return own if own.exists() else RUNBOOKS / f"{stage.name}.ipynb"
 
 # %% ../nbs/09_pipeline.ipynb #c3e89746
+def _git(project_dir:Path, *args)->str|None:
+    try:
+        out = subprocess.run(["git", "-C", str(project_dir), *args], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError): return None
+    return out.stdout if out.returncode == 0 else None
+
 def project_commit(project_dir:Path)->str|None: # HEAD commit, or None outside a git repository
     "The git commit of the project folder, if it is in a git repository."
-    try:
-        out = subprocess.run(["git", "-C", str(project_dir), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError): return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return (_git(project_dir, "rev-parse", "HEAD") or "").strip() or None
+
+def project_dirty(project_dir:Path)->bool|None: # True when files differ from the commit; None outside a git repository
+    "Whether the project's git working tree has uncommitted changes or untracked files (ignored files do not count)."
+    if project_commit(project_dir) is None: return None
+    status = _git(project_dir, "status", "--porcelain", "--untracked-files=normal")
+    return None if status is None else bool(status.strip())
 
 def installed_packages()->str: # One `name==version` line per installed distribution
     "The installed packages, like `pip freeze`."
@@ -147,16 +333,16 @@ def _failure_message(stage:str, error:Exception)->str:
     if isinstance(error, PapermillExecutionError):
         evalue = (error.evalue or "").strip().splitlines()
         return f"stage '{stage}' failed in cell {error.exec_count}: {error.ename}: {evalue[0] if evalue else ''}".rstrip(": ")
-    return f"stage '{stage}' failed: {type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}".rstrip(": ")
+    return f"stage '{stage}' failed outside its notebook (the kernel could not start, died or timed out): {one_line(error)}"
 
 @contextlib.contextmanager
 def _stderr_to(path:Path):
-    "Send this process's and its children's standard error (kernel start-up chatter) to a log file."
+    "Send this process's and its children's standard error (kernel start-up chatter) to a log file; yield the real one, for the user."
     sys.stderr.flush()
     saved = os.dup(2)
-    with open(path, "ab") as log:
+    with open(path, "ab") as log, open(os.dup(saved), "w") as user:
         os.dup2(log.fileno(), 2)
-        try: yield
+        try: yield user
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
@@ -176,8 +362,21 @@ def execute_stage(notebook:Path, # Runbook to execute
     try:
         papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name="python3", language="python",
                                    progress_bar=False, cwd=str(cwd), log_output=False, **extra)
+    except KeyboardInterrupt:
+        _cancel_pending_tasks()
+        raise
     except Exception as e:  # papermill raises execution errors, dead kernels and timeouts; all stop the run the same way
         raise StageFailed(parameters["stage"], _failure_message(parameters["stage"], e), executed) from e
+
+def _cancel_pending_tasks()->None:
+    "Cancel what Ctrl-C left of the notebook client in this thread's event loop: it would wait forever for a reply from the kernel."
+    import asyncio
+
+    from jupyter_core.utils import ensure_event_loop
+    loop = ensure_event_loop()
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks: task.cancel()
+    if tasks: loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 # %% ../nbs/09_pipeline.ipynb #328febe8
 KERNEL_ERRORS = (RuntimeError, TimeoutError, OSError)  # a kernel that fails to start, answer or stop
@@ -215,7 +414,7 @@ class WarmKernels:
     def take(self, prefetch:bool=True): # A started kernel manager, or None when warming failed
         "The warm kernel for the stage about to run; starts warming the next one when `prefetch`."
         try: km = self.pending.result() if self.pending else None
-        except KERNEL_ERRORS: km = None
+        except Exception: km = None  # noqa: BLE001 - papermill then starts the kernel itself, and reports why it cannot
         self.pending = self.pool.submit(start_warm_kernel, self.cwd) if prefetch else None
         return km
 
@@ -231,25 +430,12 @@ def _stop(km)->None:
         with contextlib.suppress(*KERNEL_ERRORS): km.shutdown_kernel(now=True)
 
 # %% ../nbs/09_pipeline.ipynb #0fb0d658
-def check_inputs(cfg:Config)->None:
-    "Fail early, with a `UsageError`, when the data file or the data contract the stages need is missing or invalid."
-    names = [s.name for s in cfg.stage_specs]
-    if "ingest" in names and not data_path(cfg).exists():
-        raise UsageError(f"data file not found: {data_path(cfg)} (data.path in {CONFIG_FILE}); point data.path at the data, or pass --set data.path=FILE")
-    contract_file = cfg.project_dir / cfg.contract
-    if {"validate", "prepare", "train", "evaluate"} & set(names):
-        if not contract_file.exists():
-            raise UsageError(f"data contract {contract_file} not found: restore it, or re-create it with `mlops-nb init --force`")
-        try: contract = Contract.from_yaml(contract_file)
-        except ContractError as e: raise UsageError(str(e)) from None
-        for what, configured, declared in (("data.target", cfg.data.target, contract.target), ("data.time_column", cfg.data.time_column, contract.time_column)):
-            if configured != declared:
-                raise UsageError(f"{what} is {configured!r} in {CONFIG_FILE} but {declared!r} in {cfg.contract}: the contract decides; "
-                                 f"make them agree, or re-create the contract with `mlops-nb init --force`")
-    check_settings(cfg)
+STAGE_NEEDS = {"train": ("prepare",), "evaluate": ("prepare", "train"), "register": ("ingest", "train", "evaluate")}  # built-in stages' inputs
 
-def check_settings(cfg:Config)->None:
-    "Reject metric, candidate and threshold names that do not exist, and values out of range, before a run starts."
+def check_settings(cfg:Config, # Project config (every value already checked against its rule)
+                   contract:Contract|None=None, # The data contract, when the run's stages use it
+                  )->None:
+    "Reject, with a one-line `UsageError`, settings that no stage could run with."
     from mlops_nb.metrics import METRICS
     from mlops_nb.train import CANDIDATES
     def known(what, name, names):
@@ -258,14 +444,47 @@ def check_settings(cfg:Config)->None:
     for name in cfg.train.candidates: known("candidate in train.candidates", name, list(CANDIDATES))
     for name, bound in cfg.evaluate.thresholds.items():
         known("metric in evaluate.thresholds", name, list(METRICS))
-        if isinstance(bound, bool) or not isinstance(bound, (int, float)):
-            raise UsageError(f"evaluate.thresholds.{name} must be a number, got {bound!r}")
-    for name, value, low, high in (("prepare.test_size", cfg.prepare.test_size, 0, 1), ("validate.max_quarantine_share", cfg.validate.max_quarantine_share, 0, 1)):
-        if not low <= value <= high: raise UsageError(f"{name} must be between {low} and {high}, got {value}")
-    if cfg.train.n_splits < 2: raise UsageError(f"train.n_splits must be at least 2, got {cfg.train.n_splits}")
-    if cfg.train.n_iter < 1: raise UsageError(f"train.n_iter must be at least 1, got {cfg.train.n_iter}")
-    if cfg.prepare.split not in ("auto", "stratified", "random", "time"):
-        raise UsageError(f"unknown prepare.split '{cfg.prepare.split}': choose from auto, stratified, random, time")
+        low, high = (0, 1) if METRICS[name].greater_is_better else (0, math.inf)
+        if not low <= bound <= high: raise UsageError(f"evaluate.thresholds.{name} must be between {low} and {high} ({name}'s range), got {bound}")
+    if cfg.prepare.split == "time" and not cfg.data.time_column:
+        raise UsageError("prepare.split is time but data.time_column is not set: name the column that orders the rows, or use another split")
+    names = [s.name for s in cfg.stage_specs]
+    for i, name in enumerate(names):
+        missing = [need for need in STAGE_NEEDS.get(name, ()) if need not in names[:i]]
+        if missing: raise UsageError(f"stage '{name}' needs stage(s) {', '.join(missing)} before it: check the order of `stages` in {CONFIG_FILE}")
+    if contract is None: return
+    from mlops_nb.metrics import resolve_positive_class
+    classes = list(contract.classes)
+    try: resolve_positive_class(classes, cfg.data.positive_class)  # the rule the training and evaluation stages apply
+    except ValueError as e: raise UsageError(f"target '{contract.target}': {' '.join(str(e).split())}") from None
+    if cfg.train.max_train_rows < cfg.train.n_splits * len(classes):
+        raise UsageError(f"train.max_train_rows must be at least {cfg.train.n_splits * len(classes)} (train.n_splits rows for each of the "
+                         f"{len(classes)} classes), got {cfg.train.max_train_rows}")
+    from mlops_nb.prepare import unusable_features
+    problems = unusable_features(contract)
+    if problems: raise UsageError(f"{cfg.contract}: " + "; ".join(problems))
+
+def check_inputs(cfg:Config)->None:
+    "Fail early, with a one-line `UsageError`, when a setting, the data file or the data contract the stages need is invalid."
+    names = [s.name for s in cfg.stage_specs]
+    if "ingest" in names:
+        source = data_path(cfg)
+        if not cfg.data.path.strip(): raise UsageError(f"data.path is empty in {CONFIG_FILE}: point it at the data file")
+        if not source.exists():
+            raise UsageError(f"data file not found: {source} (data.path in {CONFIG_FILE}); point data.path at the data, or pass --set data.path=FILE")
+        if not source.is_file(): raise UsageError(f"data.path {source} is a folder: point it at a CSV or Parquet file")
+        table_format(source, cfg.data.format)
+    contract_file, contract = cfg.project_dir / cfg.contract, None
+    if {"validate", "prepare", "train", "evaluate"} & set(names):
+        if not contract_file.exists():
+            raise UsageError(f"data contract {contract_file} not found: restore it, or re-create it with `mlops-nb init --force`")
+        try: contract = Contract.from_yaml(contract_file)
+        except ContractError as e: raise UsageError(" ".join(str(e).split())) from None
+        for what, configured, declared in (("data.target", cfg.data.target, contract.target), ("data.time_column", cfg.data.time_column, contract.time_column)):
+            if configured != declared:
+                raise UsageError(f"{what} is {configured!r} in {CONFIG_FILE} but {declared!r} in {cfg.contract}: the contract decides; "
+                                 f"make them agree, or re-create the contract with `mlops-nb init --force`")
+    check_settings(cfg, contract)
 
 # %% ../nbs/09_pipeline.ipynb #08a29164
 PIPELINE_TAG = "mlops_nb.pipeline"
@@ -277,13 +496,13 @@ class RunResult:
     run_dir: Path
     status: str  # "FINISHED" or "FAILED"
     stages: tuple
-    tracking_uri: str
+    tracking_uri: str  # without credentials
     summary: dict = field(default_factory=dict)  # merged stage summaries: metrics, params, tags
     error: str | None = None
 
     def _repr_html_(self)->str:
-        rows = "".join(f"<tr><td>{s.name}</td><td>{s.status}</td><td>{s.seconds:.1f}s</td></tr>" for s in self.stages)
-        return f"<p>Run <code>{self.run_id}</code>: <b>{self.status}</b></p><table><tr><th>stage</th><th>status</th><th>time</th></tr>{rows}</table>"
+        rows = [[s.name, s.status, f"{s.seconds:.1f}s"] for s in self.stages]
+        return f"<p>Run <code>{self.run_id}</code>: <b>{self.status}</b></p>" + html_table(["stage", "status", "time"], rows)
 
 def _flat(d:dict, prefix:str="")->dict:
     out = {}
@@ -292,12 +511,13 @@ def _flat(d:dict, prefix:str="")->dict:
         else: out[f"{prefix}{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
     return out
 
-def _record_stage(client, run_id:str, executed:Path, status:str)->None:
+def _record_stage(client, run_id:str, executed:Path, status:str)->str:
     "Log a stage's executed notebook and its HTML render to its run, then close the run."
     if executed.exists():
         client.log_artifact(run_id, str(executed), "notebook")
         client.log_text(run_id, _html(executed), f"notebook/{executed.stem}.html")
     client.set_terminated(run_id, status)
+    return run_id
 
 def _log_summary(client, run_id:str, summary_file:Path, merged:dict)->None:
     from mlflow.entities import Metric, Param, RunTag
@@ -317,102 +537,167 @@ class _StageOutput:
         if text: self.callback(self.stage, text)
     def flush(self)->None: pass
 
+@dataclass
+class _Run:
+    "What a run has done so far, so that it can be closed properly however it stops."
+    client: object
+    experiment_id: str
+    run_id: str
+    run_dir: Path
+    recorder: object  # a one-thread executor for the records
+    outcomes: list = field(default_factory=list)
+    merged: dict = field(default_factory=dict)
+    children: dict = field(default_factory=dict)  # stage name -> its MLflow run id
+    closed: set = field(default_factory=set)  # stage runs already ended
+    records: list = field(default_factory=list)  # background logging of executed notebooks
+    error: str | None = None
+    doing: str = "setting up the run"
+
+    def collect(self, wait:bool)->None:
+        "Note finished background records; the first that failed becomes the run's error."
+        pending = []
+        for record in self.records:
+            if not (wait or record.done()): pending.append(record); continue
+            try: self.closed.add(record.result())
+            except Exception as e:  # noqa: BLE001 - whatever the store raised, the run ends FAILED and says so
+                self.error = self.error or f"recording a stage's notebook to MLflow failed: {one_line(e)}"
+        self.records = pending
+        if self.error and not wait: raise _Stop()
+
+class _Stop(Exception):
+    "A background record failed: stop the run."
+
+def _run_stages(run:_Run, cfg:Config, specs, notebooks, kernels:WarmKernels, uri:str, commit:str|None, progress, output)->None:
+    import mlflow
+    client, run_id, run_dir = run.client, run.run_id, run.run_dir
+    settings = config_dict(cfg)
+    client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)[:6000]) for k, v in _flat(settings).items()])
+    client.log_text(run_id, render_config(replace(cfg, tracking_uri=redact_uri(cfg.tracking_uri))), CONFIG_FILE)
+    client.log_text(run_id, installed_packages(), "environment/requirements.txt")
+    contract_file = cfg.project_dir / cfg.contract
+    if contract_file.exists(): client.log_artifact(run_id, str(contract_file), "contract")
+    inputs, data_path = {}, None
+    for index, (spec, notebook) in enumerate(zip(specs, notebooks), 1):
+        run.doing = f"starting stage '{spec.name}'"
+        if progress: progress("start", spec.name, index, len(specs), None)
+        child = client.create_run(run.experiment_id, run_name=spec.name,
+                                  tags={"mlflow.parentRunId": run_id, "mlops_nb.stage": spec.name})
+        run.children[spec.name] = child.info.run_id
+        partial, final = run_dir / f".{spec.name}.partial", run_dir / spec.name
+        executed = run_dir / "notebooks" / f"{index:02d}_{spec.name}.ipynb"
+        params = {"stage": spec.name, "project_dir": str(cfg.project_dir), "run_dir": str(run_dir), "output_dir": str(partial),
+                  "inputs": {k: str(v) for k, v in inputs.items()}, "data_path": str(data_path) if data_path else None,
+                  "config": settings, "tracking_uri": uri, "stage_run_id": child.info.run_id, "parent_run_id": run_id,
+                  "git_commit": commit}
+        start, error = time.perf_counter(), None
+        run.doing = f"stage '{spec.name}'"
+        km = kernels.take(prefetch=index < len(specs))
+        try:
+            execute_stage(notebook, executed, params, cfg.project_dir, km, _StageOutput(spec.name, output) if output else None)
+        except StageFailed as e: error = str(e)
+        except KeyboardInterrupt:
+            run.outcomes.append(StageOutcome(spec.name, "failed", time.perf_counter() - start, child.info.run_id, executed, None, "interrupted"))
+            raise
+        finally:
+            _stop(km)
+        seconds = time.perf_counter() - start
+        run.doing = f"recording stage '{spec.name}'"
+        if error is None:
+            if partial.exists(): os.replace(partial, final)
+            else: final.mkdir()
+            _log_summary(client, run_id, final / SUMMARY_FILE, run.merged)
+            inputs[spec.name] = final
+            if (final / DATA_FILE).exists(): data_path = final / DATA_FILE
+        else:
+            if partial.exists(): os.replace(partial, run_dir / f"{spec.name}.failed")
+            client.set_tag(child.info.run_id, "error", error[:5000])
+        run.records.append(run.recorder.submit(_record_stage, client, child.info.run_id, executed, "FINISHED" if error is None else "FAILED"))
+        outcome = StageOutcome(spec.name, "ok" if error is None else "failed", seconds, child.info.run_id, executed, final if error is None else None, error)
+        run.outcomes.append(outcome)
+        if progress: progress("end", spec.name, index, len(specs), outcome)
+        if error is not None:
+            run.error = error
+            return
+        run.collect(wait=False)
+
+def _close_run(run:_Run, interrupted:bool)->str:
+    "End every stage run still open and the parent run, move partial outputs aside and write `run.json`; return the status."
+    status = "FINISHED" if run.error is None and not interrupted else "FAILED"
+    for partial in run.run_dir.glob(".*.partial"):
+        with contextlib.suppress(OSError): os.replace(partial, run.run_dir / (partial.name[1:].removesuffix(".partial") + ".failed"))
+    (run.run_dir / "run.json").write_text(json.dumps({"run_id": run.run_id, "status": status, "error": run.error, "summary": run.merged,
+                                                      "stages": [{"name": o.name, "status": o.status, "seconds": round(o.seconds, 2)} for o in run.outcomes]},
+                                                     indent=2, default=str))
+    calls = [(run.client.set_terminated, child, "FAILED") for child in run.children.values() if child not in run.closed]
+    if run.error: calls.append((run.client.set_tag, run.run_id, "error", run.error[:5000]))
+    calls += [(run.client.log_artifact, run.run_id, str(run.run_dir / "run.json")), (run.client.set_terminated, run.run_id, status)]
+    for call, *args in calls:
+        with contextlib.suppress(Exception): call(*args)  # a store failing now cannot be told more; run.json has the story
+    return status
+
 def run_pipeline(cfg:Config, # Project config (from `load_config`)
                  progress:Callable|None=None, # Called as progress(event, stage, index, total, outcome) with event "start" or "end"
                  output:Callable|None=None, # Called as output(stage, text) with what a stage's notebook prints, while it runs
+                 warn:Callable|None=None, # Called with each warning line (default: printed to standard error as `warning: ...`)
                 )->RunResult: # The run's stages, summary and status
     "Execute every stage of the project's pipeline as a papermill run recorded in MLflow."
-    import mlflow
     from mlflow.tracking import MlflowClient
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    uri = tracking_uri(cfg)
     specs = cfg.stage_specs
     notebooks = [runbook_for(cfg, s) for s in specs]  # every notebook must exist before anything runs
-    contract_file = cfg.project_dir / cfg.contract
     check_inputs(cfg)
-    from concurrent.futures import ThreadPoolExecutor
+    outdated = outdated_runbooks(cfg.project_dir, [f"{s.name}.ipynb" for s in specs if s.notebook is None])
+    secret = tracking_uri(cfg)
+    uri = redact_uri(secret)
     runs_dir(cfg).mkdir(parents=True, exist_ok=True)
     log = runs_dir(cfg) / f".kernels-{os.getpid()}.log"
+    from concurrent.futures import ThreadPoolExecutor
     recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-stage")
-    inputs, data_path, outcomes, merged, error, records = {}, None, [], {}, None, []
-    with _stderr_to(log):
+    run, interrupted = None, False
+    with environment(tracking_credentials(secret)), _stderr_to(log) as user:
         kernels = WarmKernels(cfg.project_dir)  # the first stage's kernel starts while the run is set up
         try:
-            client = MlflowClient(uri)
-            try: exp_id = experiment_id(client, cfg)
-            except (mlflow.exceptions.MlflowException, OSError) as e:
-                raise UsageError(f"cannot record to the MLflow store at {uri}: {str(e).splitlines()[0][:300]}") from None
-            commit = project_commit(cfg.project_dir)
-            parent = client.create_run(exp_id, run_name=time.strftime("pipeline-%Y%m%d-%H%M%S"),
-                                       tags={PIPELINE_TAG: "true", "mlops_nb.version": mlops_nb.__version__, "git_commit": commit or "",
-                                             "mlflow.source.type": "JOB", "mlflow.source.name": "mlops-nb run"})
-            run_id = parent.info.run_id
-            run_dir = runs_dir(cfg) / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id[:8]}"
+            client = MlflowClient(connection_uri(uri))
+            try:
+                exp_id = experiment_id(client, cfg)
+                commit, dirty = project_commit(cfg.project_dir), project_dirty(cfg.project_dir)
+                parent = client.create_run(exp_id, run_name=time.strftime("pipeline-%Y%m%d-%H%M%S"),
+                                           tags={PIPELINE_TAG: "true", "mlops_nb.version": mlops_nb.__version__, "git_commit": commit or "",
+                                                 "git_dirty": "" if dirty is None else str(dirty).lower(),
+                                                 "mlflow.source.type": "JOB", "mlflow.source.name": "mlops-nb run",
+                                                 "mlflow.user": current_user()})
+            except store_errors() as e:
+                raise UsageError(f"cannot record to the MLflow store at {uri}: {one_line(e, secret)}") from None
+            for line in outdated: (warn or (lambda text: print(f"warning: {text}", file=user, flush=True)))(line)  # once the run has started
+            run_dir = runs_dir(cfg) / f"{time.strftime('%Y%m%d-%H%M%S')}-{parent.info.run_id[:8]}"
             (run_dir / "notebooks").mkdir(parents=True)
             os.replace(log, run_dir / "kernels.log")  # standard error keeps going to the moved file
-            settings = config_dict(cfg)
-            client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)[:6000]) for k, v in _flat(settings).items()])
-            client.log_text(run_id, render_config(cfg), CONFIG_FILE)
-            client.log_text(run_id, installed_packages(), "environment/requirements.txt")
-            if contract_file.exists(): client.log_artifact(run_id, str(contract_file), "contract")
-            for index, (spec, notebook) in enumerate(zip(specs, notebooks), 1):
-                if progress: progress("start", spec.name, index, len(specs), None)
-                child = client.create_run(exp_id, run_name=spec.name, tags={"mlflow.parentRunId": run_id, "mlops_nb.stage": spec.name})
-                partial, final = run_dir / f".{spec.name}.partial", run_dir / spec.name
-                executed = run_dir / "notebooks" / f"{index:02d}_{spec.name}.ipynb"
-                params = {"stage": spec.name, "project_dir": str(cfg.project_dir), "run_dir": str(run_dir), "output_dir": str(partial),
-                          "inputs": {k: str(v) for k, v in inputs.items()}, "data_path": str(data_path) if data_path else None,
-                          "config": settings, "tracking_uri": uri, "stage_run_id": child.info.run_id, "parent_run_id": run_id,
-                          "git_commit": commit}
-                start = time.perf_counter()
-                km = kernels.take(prefetch=index < len(specs))
-                try:
-                    execute_stage(notebook, executed, params, cfg.project_dir, km, _StageOutput(spec.name, output) if output else None)
-                    status = "ok"
-                except (StageFailed, KeyboardInterrupt) as e:
-                    status, error = "failed", str(e) if isinstance(e, StageFailed) else f"stage '{spec.name}' interrupted"
-                finally:
-                    _stop(km)
-                seconds = time.perf_counter() - start
-                if status == "ok":
-                    if partial.exists(): os.replace(partial, final)
-                    else: final.mkdir()
-                    _log_summary(client, run_id, final / SUMMARY_FILE, merged)
-                    inputs[spec.name] = final
-                    if (final / DATA_FILE).exists(): data_path = final / DATA_FILE
-                else:
-                    if partial.exists(): os.replace(partial, run_dir / f"{spec.name}.failed")
-                    client.set_tag(child.info.run_id, "error", error[:5000])
-                records.append(recorder.submit(_record_stage, client, child.info.run_id, executed, "FINISHED" if status == "ok" else "FAILED"))
-                outcome = StageOutcome(spec.name, status, seconds, child.info.run_id, executed, final if status == "ok" else None, error if status != "ok" else None)
-                outcomes.append(outcome)
-                if progress: progress("end", spec.name, index, len(specs), outcome)
-                if status != "ok": break
+            run = _Run(client, exp_id, parent.info.run_id, run_dir, recorder)
+            try: _run_stages(run, cfg, specs, notebooks, kernels, uri, commit, progress, output)
+            except KeyboardInterrupt: interrupted, run.error = True, f"interrupted during {run.doing}"
+            except _Stop: pass
+            except Exception as e:  # noqa: BLE001 - any error outside a stage's notebook still ends the run recorded
+                run.error = run.error or f"run failed while {run.doing}: {one_line(e, secret)}"
         finally:
             kernels.close()
-            for record in records: record.result()
+            if run is not None: run.collect(wait=True)
             recorder.shutdown()
             log.unlink(missing_ok=True)  # only left when setting up the run failed
-    status = "FINISHED" if error is None else "FAILED"
-    if error: client.set_tag(run_id, "error", error[:5000])
-    (run_dir / "run.json").write_text(json.dumps({"run_id": run_id, "status": status, "error": error, "summary": merged,
-                                                  "stages": [{"name": o.name, "status": o.status, "seconds": round(o.seconds, 2)} for o in outcomes]}, indent=2, default=str))
-    client.log_artifact(run_id, str(run_dir / "run.json"))
-    client.set_terminated(run_id, status)
-    return RunResult(run_id, run_dir, status, tuple(outcomes), uri, merged, error)
+        status = _close_run(run, interrupted)
+    if interrupted: raise KeyboardInterrupt(f"{run.error}: run {run.run_id} ended FAILED, its folder is {run.run_dir}")
+    return RunResult(run.run_id, run.run_dir, status, tuple(run.outcomes), uri, run.merged, run.error)
 
 # %% ../nbs/09_pipeline.ipynb #36244d18
 def list_runs(cfg:Config, # Project config
               max_results:int=20, # How many recent runs
              )->pd.DataFrame: # One row per pipeline run, newest first
     "Recent pipeline runs of the project."
-    from mlflow.tracking import MlflowClient
-    client = MlflowClient(tracking_uri(cfg))
-    exp = client.get_experiment_by_name(cfg.project)
     cols = ["run_id", "started", "status", "duration_s", f"test_{cfg.train.primary_metric}", "gate", "model_version"]
-    if exp is None: return pd.DataFrame(columns=cols)
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{PIPELINE_TAG}` = 'true'",
-                              order_by=["attributes.start_time DESC"], max_results=max_results)
+    with open_store(cfg, "read runs from") as client:
+        exp = client.get_experiment_by_name(cfg.project)
+        if exp is None: return pd.DataFrame(columns=cols)
+        runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{PIPELINE_TAG}` = 'true'",
+                                  order_by=["attributes.start_time DESC"], max_results=max_results)
     rows = [{"run_id": r.info.run_id, "started": pd.Timestamp(r.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M:%S"),
              "status": r.info.status,
              "duration_s": round((r.info.end_time - r.info.start_time) / 1000, 1) if r.info.end_time else None,

@@ -18,12 +18,15 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from .contract import Contract
 
 # %% auto #0
-__all__ = ['SPLITS', 'NUMERIC_KINDS', 'Split', 'split_data', 'feature_kinds', 'build_preprocessor']
+__all__ = ['SPLITS', 'NUMERIC_KINDS', 'Split', 'split_data', 'extra_columns', 'unusable_features', 'feature_kinds',
+           'build_preprocessor']
 
 # %% ../nbs/03_prepare.ipynb #c272edcc
 SPLITS = ("stratified", "random", "time")
 
 def _html_table(frame:pd.DataFrame)->str: return frame.to_html(border=0)
+
+def _when(moment:pd.Timestamp)->str: return str(moment.date()) if moment == moment.normalize() else str(moment)
 
 @dataclass(frozen=True)
 class Split:
@@ -32,36 +35,67 @@ class Split:
     test: pd.DataFrame
     strategy: str
     target: str
+    time_column: str | None = None  # The column a time split ordered the rows by
 
     def balance(self)->pd.DataFrame: # Class counts per part
         "Rows per class in the training and test parts."
         return pd.DataFrame({"train": self.train[self.target].value_counts(), "test": self.test[self.target].value_counts()}).fillna(0).astype(int)
 
+    def time_facts(self)->dict: # Empty unless this is a time split
+        "Where a time split cut: the first test timestamp and the undated rows kept for training."
+        if self.strategy != "time": return {}
+        return {"time_column": self.time_column, "test_from": _when(pd.to_datetime(self.test[self.time_column]).min()),
+                "n_undated": int(pd.to_datetime(self.train[self.time_column]).isna().sum())}
+
     def to_dict(self)->dict:
-        return {"strategy": self.strategy, "n_train": len(self.train), "n_test": len(self.test),
+        return {"strategy": self.strategy, "n_train": len(self.train), "n_test": len(self.test), **self.time_facts(),
                 "balance": {str(k): {c: int(v) for c, v in row.items()} for k, row in self.balance().iterrows()}}
 
     def _repr_html_(self)->str:
-        return (f"<p><b>{self.strategy}</b> split: {len(self.train):,} training rows, {len(self.test):,} test rows</p>"
+        facts = self.time_facts()
+        when = f"; test rows from {facts['test_from']}, {facts['n_undated']:,} undated rows train" if facts else ""
+        return (f"<p><b>{self.strategy}</b> split: {len(self.train):,} training rows, {len(self.test):,} test rows{when}</p>"
                 + _html_table(self.balance()))
 
 # %% ../nbs/03_prepare.ipynb #022bd25d
+def _time_test_rows(times:pd.Series, # Timestamps of all rows (NaT for undated rows)
+                    test_size:float, # Requested share of rows held out
+                    column:str, # Name of the time column, for messages
+                   )->np.ndarray: # True for the rows of the test part
+    "The rows at or after the timestamp boundary whose test part is nearest `test_size` of the rows."
+    counts = times.value_counts().sort_index()  # rows per timestamp, oldest first; undated rows are not counted
+    if len(counts) < 2:
+        raise ValueError(f"a time split needs at least two distinct timestamps in '{column}', found {len(counts)}: "
+                         "rows sharing a timestamp are never split (use prepare.split: stratified)")
+    from_each = counts[::-1].cumsum()[::-1].iloc[1:]  # test rows if the test part starts at each timestamp but the first
+    start = (from_each - test_size * len(times)).abs()[::-1].idxmin()  # nearest the request; a tie keeps the later start
+    share = from_each[start] / len(times)
+    if not test_size / 2 <= share <= (1 + test_size) / 2:
+        busiest = counts.idxmax()
+        raise ValueError(f"no timestamp boundary in '{column}' holds out close to {test_size:.0%} of the rows: the nearest, {_when(start)}, "
+                         f"holds out {share:.0%} ({from_each[start]:,} of {len(times):,}), because {_when(busiest)} alone has {counts.max():,} rows "
+                         f"({counts.max() / len(times):.0%}) and rows sharing a timestamp are never split; use a finer time column, more history, "
+                         "another prepare.test_size, or prepare.split: stratified")
+    return (times >= start).to_numpy()  # undated rows compare False: they train
+
+# %% ../nbs/03_prepare.ipynb #dc4a2483
 def split_data(df:pd.DataFrame, # Validated data, target included
                contract:Contract, # The data contract (target and time column)
                test_size:float=0.2, # Share of rows held out
                strategy:str="auto", # "auto", "stratified", "random" or "time"
                seed:int=42, # Random seed
               )->Split: # Training and test parts
-    "Split `df` into training and test parts: stratified, random, or time-ordered."
+    "Split `df` into training and test parts: stratified, random, or time-ordered at a timestamp boundary."
     if not 0 < test_size < 1: raise ValueError(f"prepare.test_size must be between 0 and 1, got {test_size}")
     if strategy == "auto": strategy = "time" if contract.time_column else "stratified"
     if strategy not in SPLITS: raise ValueError(f"unknown split '{strategy}': use auto, {', '.join(SPLITS)}")
     y = df[contract.target]
-    n_test = int(np.ceil(len(df) * test_size))
     if strategy == "time":
         if not contract.time_column: raise ValueError("a time split needs data.time_column in mlops.yaml")
-        order = pd.to_datetime(df[contract.time_column]).sort_values(kind="stable", na_position="first").index  # undated rows train
-        train, test = df.loc[order[:-n_test]], df.loc[order[-n_test:]]
+        times = pd.to_datetime(df[contract.time_column]).reset_index(drop=True)
+        order = times.sort_values(kind="stable", na_position="first").index.to_numpy()  # positions, oldest first, undated rows before all
+        in_test = _time_test_rows(times, test_size, contract.time_column)[order]
+        train, test = df.iloc[order[~in_test]], df.iloc[order[in_test]]
     else:
         stratify = None
         if strategy == "stratified":
@@ -77,36 +111,62 @@ def split_data(df:pd.DataFrame, # Validated data, target included
     if unseen:
         raise ValueError(f"classes {unseen} occur only in the test part, so no model can learn them: "
                          "use more history, a smaller prepare.test_size, or prepare.split: stratified")
-    return Split(train, test, strategy, contract.target)
+    return Split(train, test, strategy, contract.target, contract.time_column if strategy == "time" else None)
 
-# %% ../nbs/03_prepare.ipynb #b71321b5
+# %% ../nbs/03_prepare.ipynb #1c7d4a36
+def extra_columns(contract:Contract, # The data contract
+                  columns:list, # Columns of the current table
+                  validated:list|None=None, # Columns of the validated table, or None when no validate stage ran
+                 )->dict: # {"derived": [...], "ignored": [...]}, in table order
+    "Columns not in the contract: `derived` ones (added by a stage after validation) may be features, `ignored` ones never are."
+    known = {c.name for c in contract.columns}
+    extra = [str(c) for c in columns if c not in known]
+    if validated is None: return {"derived": [], "ignored": extra}
+    validated = set(validated)
+    return {"derived": [c for c in extra if c not in validated], "ignored": [c for c in extra if c in validated]}
+
+# %% ../nbs/03_prepare.ipynb #00c19291
 NUMERIC_KINDS = ("numeric", "integer", "boolean")
+_DERIVE = {"datetime": "derive numeric columns from it (year, month, day of week, days since an event)",
+           "text": "make it categorical if it holds few distinct values, or derive numeric columns from it"}
+
+def unusable_features(contract:Contract, # The data contract
+                     )->list[str]: # One line per problem, saying what to do; empty when every feature is usable
+    "Feature columns of the contract that no model can use as they are (kind `text` or `datetime`)."
+    return [f"column '{c.name}' has role feature but kind {c.kind}, which a model cannot use as it is: set its role to ignore in the contract, "
+            f"or {_DERIVE[c.kind]} in a stage of your own" for c in contract.features if c.kind in _DERIVE]
+
+# %% ../nbs/03_prepare.ipynb #4e5d37dc
+def _derived_kind(s:pd.Series, max_categories:int)->str:
+    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s): return "numeric"
+    if s.dropna().map(type).eq(str).all() and s.nunique() <= max_categories: return "categorical"
+    raise ValueError(f"derived column '{s.name}' ({s.dtype}, {s.nunique():,} distinct values) is neither numbers, booleans nor text with at most "
+                     f"{max_categories} distinct values: convert it to numbers, or drop it, in the stage that adds it")
 
 def feature_kinds(contract:Contract, # The data contract
-                  df:pd.DataFrame, # Data the features come from (columns not in the contract are inferred)
-                  max_categories:int=50, # An extra text column with more distinct values is not used
+                  df:pd.DataFrame, # Data the features come from
+                  derived:list=(), # Columns added by a stage after validation that are features too (see `extra_columns`)
+                  max_categories:int=50, # A derived text column with more distinct values is an error
                  )->dict: # Column -> "numeric" or "categorical"
     "Which columns of `df` are model features, and whether each is numeric or categorical."
-    kinds = {}
+    problems = unusable_features(contract)
+    if problems: raise ValueError("\n".join(problems))
+    kinds = {s.name: "numeric" if s.kind in NUMERIC_KINDS else "categorical" for s in contract.features if s.name in df.columns}
     known = {c.name for c in contract.columns}
-    for spec in contract.features:
-        if spec.name not in df.columns: continue
-        if spec.kind in NUMERIC_KINDS: kinds[spec.name] = "numeric"
-        elif spec.kind == "categorical": kinds[spec.name] = "categorical"
-    for col in df.columns:
+    for col in derived:
         if col in known: continue
-        s = df[col]
-        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s): kinds[col] = "numeric"
-        elif s.dropna().map(type).eq(str).all() and s.nunique() <= max_categories: kinds[col] = "categorical"
+        if col not in df.columns: raise ValueError(f"derived column '{col}' is not in the data")
+        kinds[col] = _derived_kind(df[col], max_categories)
     if not kinds: raise ValueError("no usable feature columns: the contract marks every column as target, time or ignore")
     return kinds
 
-# %% ../nbs/03_prepare.ipynb #1c7d4a36
+# %% ../nbs/03_prepare.ipynb #9c67baa1
 def build_preprocessor(contract:Contract, # The data contract
-                       df:pd.DataFrame, # Training data (for columns added after validation)
+                       df:pd.DataFrame, # Training data
+                       derived:list=(), # Columns added by a stage after validation that are features too
                       )->ColumnTransformer: # Unfitted preprocessing for the model's first step
-    "One `ColumnTransformer` that imputes, scales and encodes every feature column."
-    kinds = feature_kinds(contract, df)
+    "One `ColumnTransformer` that imputes, scales and encodes every feature column, and drops every other column."
+    kinds = feature_kinds(contract, df, derived)
     numeric = [c for c, k in kinds.items() if k == "numeric"]
     categorical = [c for c, k in kinds.items() if k == "categorical"]
     transformers = []

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Config, config_from_dict
+from .config import Config, config_from_dict, connection_uri
 
 # %% auto #0
 __all__ = ['DATA_FILE', 'SUMMARY_FILE', 'strict_json', 'StageContext', 'stage_context', 'show_figure']
@@ -115,7 +115,7 @@ def stage_context(stage:str, # Stage name
     if tracking_uri and stage_run_id:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars in the executed notebook
         import mlflow
-        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_tracking_uri(connection_uri(tracking_uri))
         if mlflow.active_run() is None: mlflow.start_run(run_id=stage_run_id)
     return ctx
 

@@ -24,18 +24,24 @@ TIMEOUT = 900  # seconds for one command; a default-settings run takes ~90 s on 
 fast = ["--set", "train.n_splits=3", "--set", "train.n_iter=2"]  # keeps a run at ~40 s
 
 
-def cli_env() -> dict:
-    "The environment of a `mlops-nb` subprocess: the project's embedded store, no telemetry."
+def cli_env(extra: dict | None = None) -> dict:
+    "The environment of a `mlops-nb` subprocess: the project's embedded store, no telemetry, plus `extra`."
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    env.update(extra or {})
     return env
 
 
-def run_cli(*args, cwd=None, timeout=TIMEOUT) -> tuple[int, str, str]:
+def cli_command(*args, prelude: str = "") -> list[str]:
+    "The command line of `mlops-nb ARGS`; `prelude` is Python run first in the same process (e.g. to inject a fault)."
+    code = f"{prelude}\nimport sys; from mlops_nb.cli import main; sys.exit(main())"
+    return [sys.executable, "-c", code, *map(str, args)]
+
+
+def run_cli(*args, cwd=None, timeout=TIMEOUT, env: dict | None = None, prelude: str = "") -> tuple[int, str, str]:
     "Run `mlops-nb ARGS` (the console script's `main`) in a subprocess; return (exit code, stdout, stderr)."
-    cmd = [sys.executable, "-c", "import sys; from mlops_nb.cli import main; sys.exit(main())", *map(str, args)]
-    p = subprocess.run(cmd, cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout, check=False)
+    p = subprocess.run(cli_command(*args, prelude=prelude), cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=timeout, check=False)
     return p.returncode, p.stdout, p.stderr
 
 

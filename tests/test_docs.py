@@ -110,7 +110,7 @@ def test_api_entry_has_signature_and_parameter_table(page, base_url):
     assert "def evaluate_model(" in entry.locator("pre").first.inner_text()
     table = entry.locator("table").first
     headers = [h.strip() for h in table.locator("th").all_inner_texts()]
-    assert headers[1:] == ["Type", "Details"], headers
+    assert headers[1:] == ["Type", "Default", "Details"], headers
     rows = [r.strip() for r in table.locator("tbody tr td:first-child").all_inner_texts()]
     assert rows[:3] == ["model", "X", "y"], rows
     entry.scroll_into_view_if_needed()

@@ -123,8 +123,11 @@ def test_time_column_gives_time_split(messy):
     assert read_json(run_dir / "run.json")["summary"]["params"]["split"] == "time"
     train = pd.read_parquet(run_dir / "prepare" / "train.parquet")
     test = pd.read_parquet(run_dir / "prepare" / "test.parquet")
-    assert pd.to_datetime(test["signup_date"]).min() >= pd.to_datetime(train["signup_date"]).max()  # tested on the most recent rows
-    assert len(test) == int(np.ceil((len(train) + len(test)) * 0.2))
+    accepted = pd.read_parquet(run_dir / "validate" / "data.parquet")
+    boundary = pd.to_datetime(test["signup_date"]).min()
+    assert pd.to_datetime(train["signup_date"]).max() < boundary  # tested on the most recent rows; no day straddles the split
+    assert len(test) == (pd.to_datetime(accepted["signup_date"]) >= boundary).sum() and len(train) + len(test) == len(accepted)
+    assert abs(len(test) - 0.2 * len(accepted)) <= accepted["signup_date"].value_counts().max()  # as near 20% as whole days allow
     assert "signup_date" in train.columns and "churn" in test.columns
 
 

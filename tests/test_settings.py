@@ -1,0 +1,341 @@
+"""Every setting is checked before a run starts: invalid values of every field of `Config` stop `mlops-nb run` with exit 2
+and one line, valid ones pass, and what the checks accept is what the stages accept."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import cli_command, cli_env
+from fastcore.test import test_eq as _eq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlops_nb.config import Config, UsageError, config_dict, config_from_dict, load_config, merge, parse_overrides
+from mlops_nb.contract import Contract, infer_contract
+from mlops_nb.pipeline import check_inputs, init_project
+
+# One entry per setting: values that must be refused (with a fragment of the one-line message) and values that must pass.
+# A field of `Config` missing here fails `test_every_setting_has_invalid_and_valid_values`: a new setting needs a check.
+INVALID = {
+    "project": [('""', "setting 'project' must be a name"), ("a/b", "without '/' or ':'"), ("'a:b'", "without '/' or ':'"), ("..", "must be a name")],
+    "seed": [("-1", "setting 'seed' must be a whole number from 0 to 4294967295, got -1"), ("4294967296", "from 0 to 4294967295"),
+             ("1.5", "setting 'seed' must be a whole number"), ("true", "must be a whole number")],
+    "tracking_uri": [('""', "setting 'tracking_uri' must be an MLflow tracking URI"), ("'http://'", "must be an MLflow tracking URI"),
+                     ("'not a uri'", "must be an MLflow tracking URI")],
+    "contract": [('""', "setting 'contract' must not be empty"), ("missing.yaml", "missing.yaml not found")],
+    "data.path": [('""', "data.path is empty"), ("gone.csv", "data file not found"), (".", "is a folder"), ("notes.xlsx", "unsupported data format '.xlsx'")],
+    "data.target": [('""', "data.target is '' in mlops.yaml but 'diagnosis'"), ("radius", "data.target is 'radius' in mlops.yaml but 'diagnosis'")],
+    "data.time_column": [('""', "setting 'data.time_column' must not be empty"), ("mean radius", "data.time_column is 'mean radius' in mlops.yaml but None")],
+    "data.format": [("xlsx", "setting 'data.format' must be one of auto, csv, parquet, got 'xlsx'"), ("CSV", "must be one of auto, csv, parquet")],
+    "data.positive_class": [("null", "set data.positive_class to 'benign' or 'malignant'"), ("maybe", "positive class 'maybe' is not one of the classes"),
+                            ("[1]", "setting 'data.positive_class' must be a class label")],
+    "validate.max_quarantine_share": [("-0.1", "'validate.max_quarantine_share' must be between 0 and 1, got -0.1"), ("1.5", "must be between 0 and 1"),
+                                      (".nan", "must be a finite number")],
+    "validate.unknown_columns": [("drop", "setting 'validate.unknown_columns' must be one of ignore, fail, got 'drop'")],
+    "prepare.test_size": [("0", "'prepare.test_size' must be greater than 0 and less than 1, got 0"), ("1", "must be greater than 0 and less than 1, got 1"),
+                          ("-0.2", "must be greater than 0 and less than 1"), (".inf", "must be a finite number")],
+    "prepare.split": [("time", "prepare.split is time but data.time_column is not set"), ("kfold", "setting 'prepare.split' must be one of auto")],
+    "train.candidates": [("[]", "'train.candidates' must list at least one candidate"), ("[xgboost]", "unknown candidate in train.candidates 'xgboost'"),
+                         ("[random_forest, random_forest]", "each once"), ("random_forest", "'train.candidates' must be a list")],
+    "train.n_splits": [("1", "setting 'train.n_splits' must be at least 2, got 1"), ("2.5", "must be a whole number")],
+    "train.n_iter": [("0", "setting 'train.n_iter' must be at least 1, got 0")],
+    "train.primary_metric": [("auc", "unknown metric in train.primary_metric 'auc'"), ('""', "setting 'train.primary_metric' must not be empty")],
+    "train.overfit_tolerance": [("-0.01", "setting 'train.overfit_tolerance' must be at least 0, got -0.01"), (".inf", "must be a finite number")],
+    "train.max_train_rows": [("0", "setting 'train.max_train_rows' must be at least 1, got 0"),
+                             ("9", "train.max_train_rows must be at least 10 (train.n_splits rows for each of the 2 classes), got 9")],
+    "evaluate.thresholds": [("{auc: 0.5}", "unknown metric in evaluate.thresholds 'auc'"), ("{roc_auc: 1.5}", "evaluate.thresholds.roc_auc must be between 0 and 1"),
+                            ("{roc_auc: high}", "'evaluate.thresholds' must map metric names to numbers"), ("{log_loss: -1}", "evaluate.thresholds.log_loss must be between 0 and inf")],
+    "evaluate.champion_tolerance": [("-0.01", "setting 'evaluate.champion_tolerance' must be at least 0, got -0.01")],
+    "evaluate.confidence": [("0.5", "'evaluate.confidence' must be greater than 0.5 and less than 1, got 0.5"), ("1", "less than 1, got 1")],
+    "evaluate.min_comparison_rows": [("1", "setting 'evaluate.min_comparison_rows' must be at least 2, got 1")],
+    "evaluate.bootstrap_samples": [("99", "setting 'evaluate.bootstrap_samples' must be at least 100, got 99")],
+    "register.model_name": [('""', "setting 'register.model_name' must be a name"), ("team/churn", "without '/' or ':'")],
+    "register.intended_use": [('""', "setting 'register.intended_use' must not be empty")],
+    "stages": [("[]", "setting 'stages' must list at least one stage"), ("[ingest, {name: enrich}]", "stage 'enrich' is not built in, so it needs its notebook"),
+               ("[ingest, ingest]", "stage names must be unique"), ("[ingest, train]", "stage 'train' needs stage(s) prepare before it"),
+               ("[ingest, {name: ../up, notebook: up.ipynb}]", "bad stage name '../up'"),
+               ("[ingest, {name: enrich, notebook: runbooks/missing.ipynb}]", "stage 'enrich': notebook")],
+}
+VALID = {
+    "project": ["churn-2024", "o'brien"], "seed": ["0", "4294967295"], "tracking_uri": ["null"], "contract": ["contract.yaml"],
+    "data.path": ["data.csv"], "data.target": ["diagnosis"], "data.time_column": ["null"], "data.format": ["csv", "auto"],
+    "data.positive_class": ["benign", "malignant"], "validate.max_quarantine_share": ["0", "1"], "validate.unknown_columns": ["ignore", "fail"],
+    "prepare.test_size": ["0.01", "0.99"], "prepare.split": ["random", "stratified", "auto"], "train.candidates": ["[random_forest]"],
+    "train.n_splits": ["2"], "train.n_iter": ["1"], "train.primary_metric": ["log_loss", "f1"], "train.overfit_tolerance": ["0"],
+    "train.max_train_rows": ["10"], "evaluate.thresholds": ["{log_loss: 0.5, f1: 0.1}", "{roc_auc: null}"], "evaluate.champion_tolerance": ["0"],
+    "evaluate.confidence": ["0.51", "0.99"], "evaluate.min_comparison_rows": ["2"], "evaluate.bootstrap_samples": ["100"],
+    "register.model_name": ["credit-risk", "null"], "register.intended_use": ["Screening."], "stages": ["[ingest, validate, prepare]"],
+}
+
+
+def leaf_fields(cls=Config, prefix="") -> list[str]:
+    "Dotted names of every user setting of `Config`, derived from the dataclass fields."
+    names = []
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"): continue
+        if dataclasses.is_dataclass(f.default_factory if f.default_factory is not dataclasses.MISSING else None):
+            names += leaf_fields(f.default_factory, f"{prefix}{f.name}.")
+        else: names.append(prefix + f.name)
+    return names
+
+
+def test_every_setting_has_invalid_and_valid_values():
+    _eq(sorted(INVALID), sorted(leaf_fields()))
+    _eq(sorted(VALID), sorted(leaf_fields()))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, breast_cancer_frame):
+    base = tmp_path_factory.mktemp("settings")
+    breast_cancer_frame.to_csv(base / "data.csv", index=False)
+    project = base / "project"
+    init_project(project, base / "data.csv", "diagnosis")
+    (project / "data.csv").write_bytes((base / "data.csv").read_bytes())
+    (project / "notes.xlsx").write_text("not a table")
+    return project
+
+
+def _cases(table):
+    return [pytest.param(name, value, *rest, id=f"{name}={value}") for name, values in table.items() for value, *rest in
+            [(v if isinstance(v, tuple) else (v,)) for v in values]]
+
+
+@pytest.mark.parametrize("name,value,fragment", _cases(INVALID))
+def test_invalid_value_stops_the_run_with_one_line(project, name, value, fragment, capsys):
+    from mlops_nb.cli import main
+    code = main(["run", "--project", str(project), "--set", f"{name}={value}"])
+    err = capsys.readouterr().err
+    _eq(code, 2)
+    lines = err.strip().splitlines()
+    _eq(len(lines), 1)
+    assert lines[0].startswith("error: ") and fragment in lines[0], lines[0]
+    _eq((project / "runs").exists(), False)  # nothing started
+
+
+@pytest.mark.parametrize("name,value", _cases(VALID))
+def test_valid_value_passes_the_checks(project, name, value):
+    cfg = load_config(project, parse_overrides([f"{name}={value}"]))
+    check_inputs(cfg)
+    expected = yaml.safe_load(value)
+    actual = cfg
+    for part in name.split("."): actual = getattr(actual, part)
+    if name == "evaluate.thresholds": expected = {k: v for k, v in merge({"roc_auc": 0.7}, expected).items() if v is not None}
+    if name in ("train.candidates", "stages"): actual = list(actual)
+    _eq(actual, expected)
+
+
+def test_invalid_setting_through_the_real_command(project):
+    for value, fragment in (("prepare.test_size=0", "must be greater than 0 and less than 1, got 0"),
+                            ("stages=[ingest, {name: enrich}]", "stage 'enrich' is not built in, so it needs its notebook")):
+        p = subprocess.run(cli_command("run", "--project", project, "--set", value), env=cli_env(), capture_output=True, text=True, timeout=300, check=False)
+        _eq(p.returncode, 2)
+        _eq(p.stderr.count("\n"), 1)
+        assert p.stderr.startswith("error: ") and fragment in p.stderr, p.stderr
+    _eq((project / "runs").exists(), False)
+
+
+# --- the stages accept what the checks accept ---
+
+@pytest.mark.parametrize("name,value,fragment", _cases(INVALID))
+def test_stages_refuse_what_the_config_refuses(project, name, value, fragment, tmp_path):
+    "A stage reads its settings through `config_from_dict` too, so a value refused there is refused by every stage."
+    from mlops_nb.stage import stage_context
+    data = merge(config_dict(load_config(project)), parse_overrides([f"{name}={value}"]))
+    try: config_from_dict(data, project)
+    except UsageError as refused:
+        with pytest.raises(UsageError) as by_stage:
+            stage_context("prepare", str(project), str(tmp_path), str(tmp_path / "out"), {}, None, data)
+        _eq(str(by_stage.value), str(refused))
+
+
+NUMERIC_RULES = {  # an independent statement of each numeric setting's valid range: (low, high, low open, high open, whole)
+    "seed": (0, 2**32 - 1, False, False, True), "validate.max_quarantine_share": (0, 1, False, False, False),
+    "prepare.test_size": (0, 1, True, True, False), "train.n_splits": (2, math.inf, False, False, True),
+    "train.n_iter": (1, math.inf, False, False, True), "train.overfit_tolerance": (0, math.inf, False, False, False),
+    "train.max_train_rows": (1, math.inf, False, False, True), "evaluate.champion_tolerance": (0, math.inf, False, False, False),
+    "evaluate.confidence": (0.5, 1, True, True, False), "evaluate.min_comparison_rows": (2, math.inf, False, False, True),
+    "evaluate.bootstrap_samples": (100, math.inf, False, False, True),
+}
+
+
+def _expected_valid(name, value) -> bool:
+    low, high, low_open, high_open, whole = NUMERIC_RULES[name]
+    if isinstance(value, bool) or (whole and not isinstance(value, int)) or not math.isfinite(value): return False
+    return (low < value if low_open else low <= value) and (value < high if high_open else value <= high)
+
+
+def _nested(name, value) -> dict:
+    *parents, leaf = name.split(".")
+    d = {leaf: value}
+    for p in reversed(parents): d = {p: d}
+    return d
+
+
+def test_numeric_rules_cover_every_numeric_setting():
+    numeric = [n for n in leaf_fields() if isinstance(_default(n), (int, float)) and not isinstance(_default(n), bool)]
+    _eq(sorted(NUMERIC_RULES), sorted(numeric))
+
+
+def _default(name):
+    value = Config()
+    for part in name.split("."): value = getattr(value, part)
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(sorted(NUMERIC_RULES)),
+       value=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**40, 2**40), st.booleans(),
+                       st.sampled_from([0, 1, 2, 100, 99, 0.5, 1.0, 2**32 - 1, 2**32, -1, 1e-300, 0.9999999])))
+def test_numeric_settings_accept_exactly_their_range(name, value):
+    expected = _expected_valid(name, value)
+    try:
+        cfg = config_from_dict(_nested(name, value))
+        accepted = True
+    except UsageError as e:
+        accepted = False
+        _eq("\n" in str(e), False)
+        assert f"setting '{name}'" in str(e), str(e)
+    _eq(accepted, expected)
+    if accepted:
+        got = cfg
+        for part in name.split("."): got = getattr(got, part)
+        _eq(got, value)
+
+
+@pytest.fixture(scope="module")
+def balanced():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=1000), "y": np.repeat(["a", "b"], 500)})
+    return df, infer_contract(df, "y")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(test_size=st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0.01, 0.99)))
+def test_test_size_check_agrees_with_the_split(balanced, test_size):
+    "Every test_size the settings refuse, the split refuses; every one they accept that leaves rows on both sides, it uses."
+    from mlops_nb.prepare import split_data
+    df, contract = balanced
+    try:
+        config_from_dict({"prepare": {"test_size": test_size}})
+        accepted = True
+    except UsageError: accepted = False
+    if not accepted:
+        with pytest.raises(ValueError): split_data(df, contract, test_size, "random", 0)
+    elif 0.01 <= test_size <= 0.99:  # with 1000 rows both parts keep at least 10 rows
+        split = split_data(df, contract, test_size, "stratified", 0)
+        _eq(len(split.test), math.ceil(1000 * test_size))
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.one_of(st.text(max_size=20), st.sampled_from(["roc_auc", "log_loss", "f1", "ROC_AUC", "auc", "accuracy "])))
+def test_metric_names_checked_as_the_stages_read_them(name):
+    from mlops_nb.metrics import get_metric
+    from mlops_nb.pipeline import check_settings
+    try: get_metric(name); stage_ok = True
+    except ValueError: stage_ok = False
+    try:
+        check_settings(config_from_dict({"train": {"primary_metric": name}, "evaluate": {"thresholds": {}}}))
+        check_ok = True
+    except UsageError: check_ok = False
+    _eq(check_ok, stage_ok)
+
+
+@settings(max_examples=100, deadline=None)
+@given(name=st.one_of(st.text(min_size=1, max_size=20).filter(str.strip), st.sampled_from(["random_forest", "logistic_regression", "svm"])))
+def test_candidate_names_checked_as_the_stages_read_them(name):
+    from mlops_nb.pipeline import check_settings
+    from mlops_nb.train import get_candidate
+    try: get_candidate(name); stage_ok = True
+    except ValueError: stage_ok = False
+    try:
+        check_settings(config_from_dict({"train": {"candidates": [name]}}))
+        check_ok = True
+    except UsageError: check_ok = False
+    _eq(check_ok, stage_ok)
+
+
+@settings(max_examples=200, deadline=None)
+@given(classes=st.sampled_from([("benign", "malignant"), (0, 1), (False, True), ("no", "yes"), (0, 1, 2)]),
+       positive=st.one_of(st.none(), st.integers(-2, 3), st.booleans(), st.sampled_from(["benign", "malignant", " yes", "1", "maybe", "0"])))
+def test_positive_class_checked_as_the_stages_read_it(classes, positive):
+    "The run-time check refuses a positive class exactly when the training and evaluation stages would."
+    from mlops_nb.contract import ColumnSpec, Contract
+    from mlops_nb.metrics import resolve_positive_class
+    from mlops_nb.pipeline import check_settings
+    contract = Contract((ColumnSpec("x", "numeric"), ColumnSpec("y", "categorical", "target", False, categories=classes)), "y")
+    try: resolve_positive_class(list(classes), positive); stage_ok = True
+    except ValueError: stage_ok = False
+    try:
+        check_settings(config_from_dict({"data": {"target": "y", "positive_class": positive}}), contract)
+        check_ok = True
+    except UsageError as e:
+        check_ok = False
+        _eq("\n" in str(e), False)
+    _eq(check_ok, stage_ok)
+
+
+# --- the positive class at init, and features no model can use ---
+
+@pytest.mark.parametrize("labels,expected", [(["yes", "no", "no", "no"], "yes"), (["no", "yes", "yes", "yes"], "yes"), ([1, 0, 0, 0], 1),
+                                             (["bad", "good", "good", "good"], "bad"), (["good", "bad", "bad", "bad"], "good")])
+def test_init_writes_the_inferred_positive_class(tmp_path, labels, expected):
+    frame = pd.DataFrame({"x": range(40), "label": labels * 10})
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    cfg = init_project(tmp_path / "p", tmp_path / "data.csv", "label")
+    _eq(cfg.data.positive_class, expected)
+    _eq(yaml.safe_load((tmp_path / "p" / "mlops.yaml").read_text())["data"]["positive_class"], expected)
+    _eq(load_config(tmp_path / "p").data.positive_class, expected)
+
+
+def test_init_on_breast_cancer_chooses_malignant(project):
+    _eq(load_config(project).data.positive_class, "malignant")
+
+
+def test_missing_positive_class_lists_the_classes(project, capsys):
+    from mlops_nb.cli import main
+    _eq(main(["run", "--project", str(project), "--set", "data.positive_class=null"]), 2)
+    _eq(capsys.readouterr().err, "error: target 'diagnosis': binary metrics need a positive class, the one precision, recall, F1 and the AUCs are about: "
+                                 "set data.positive_class to 'benign' or 'malignant' (the class you want to catch).\n")
+
+
+def test_datetime_or_text_feature_is_refused_before_the_run(tmp_path):
+    frame = pd.DataFrame({"amount": np.arange(60.0), "signed_up": pd.date_range("2024-01-01", periods=60).astype(str),
+                          "label": ["a", "b"] * 30})
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    init_project(tmp_path / "p", tmp_path / "data.csv", "label")
+    path = tmp_path / "p" / "contract.yaml"
+    contract = Contract.from_yaml(path)
+    _eq((contract.column("signed_up").kind, contract.column("signed_up").role), ("datetime", "ignore"))
+    Contract(tuple(dataclasses.replace(c, role="feature") if c.name == "signed_up" else c for c in contract.columns), "label").to_yaml(path)
+    p = subprocess.run(cli_command("run", "--project", tmp_path / "p"), env=cli_env(), capture_output=True, text=True, timeout=300, check=False)
+    _eq(p.returncode, 2)
+    _eq(p.stderr.count("\n"), 1)
+    assert p.stderr.startswith("error: contract.yaml: column 'signed_up' has role feature but kind datetime"), p.stderr
+    _eq((tmp_path / "p" / "runs").exists(), False)
+
+
+COMPARISON_SETTINGS = ("champion_tolerance", "confidence", "min_comparison_rows", "bootstrap_samples")
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(COMPARISON_SETTINGS),
+       value=st.one_of(st.floats(-2, 3000), st.integers(-5, 3000), st.sampled_from([0, 1, 2, 99, 100, 0.5, 1.0, math.nan, math.inf])))
+def test_comparison_settings_checked_as_the_evaluate_stage_reads_them(name, value):
+    "The evaluate stage builds its `ComparisonRule` from these settings: of the numbers, it refuses exactly what the settings refuse."
+    from mlops_nb.champion import ComparisonRule
+    try:
+        cfg = config_from_dict({"evaluate": {name: value}})
+        check_ok = True
+    except UsageError: check_ok = False
+    rule = dict(zip(("tolerance", "confidence", "min_rows", "samples"), (Config().evaluate.champion_tolerance, Config().evaluate.confidence,
+                                                                         Config().evaluate.min_comparison_rows, Config().evaluate.bootstrap_samples)))
+    rule[dict(zip(COMPARISON_SETTINGS, ("tolerance", "confidence", "min_rows", "samples")))[name]] = value
+    try: ComparisonRule(**rule); stage_ok = True
+    except ValueError: stage_ok = False
+    _eq(check_ok, stage_ok)
+    if check_ok: ComparisonRule.from_config(cfg)
