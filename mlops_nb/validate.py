@@ -6,22 +6,26 @@
 from __future__ import annotations
 
 import html
+import math
+import re
 from dataclasses import asdict, dataclass
+from numbers import Number
 
 import numpy as np
 import pandas as pd
 
 from .config import html_table
-from .contract import BOOLEAN_WORDS, MISSING_TOKENS, ColumnSpec, Contract, label_key
+from .contract import MISSING_TOKENS, ColumnSpec, Contract, label_lookup
 
 # %% auto #0
-__all__ = ['DataQualityError', 'QualityReport', 'ValidationResult', 'check_quarantine_share', 'validate']
+__all__ = ['SMALL_BATCH', 'UNKNOWN_COLUMNS', 'DataQualityError', 'QualityReport', 'ValidationResult', 'check_quarantine_share',
+           'validate']
 
 # %% ../nbs/02_validate.ipynb #435ea64e
 class DataQualityError(ValueError):
     "A batch of data that fails validation as a whole (missing columns, too many quarantined rows)."
 
-# %% ../nbs/02_validate.ipynb #13640e89
+
 @dataclass(frozen=True)
 class QualityReport:
     "Data quality summary of one validated batch."
@@ -34,7 +38,7 @@ class QualityReport:
     unseen_categories: dict          # Column -> {value: count} of values not in its categories (top 10)
     null_violations: dict            # Column -> missing values in a column that is not nullable
     missing_columns: list            # Contract columns absent from the data (only ever non-empty for `ignore` columns)
-    extra_columns: list              # Data columns not in the contract (kept and reported, not a rejection reason)
+    extra_columns: list              # Data columns not in the contract: ignored (left out of the accepted rows, kept in quarantined ones)
     duplicates: int                  # Fully duplicated rows (reported only)
     class_balance: dict              # Target label (as text) -> accepted rows
     reasons: dict                    # Reason -> number of rows, most frequent first
@@ -48,7 +52,9 @@ class QualityReport:
         head = (f"<p><b>{self.n_rows:,}</b> rows: <b>{self.n_accepted:,}</b> accepted, <b>{self.n_quarantined:,}</b> "
                 f"quarantined ({self.quarantine_share:.2%}); {self.duplicates:,} duplicated rows</p>")
         if self.missing_columns: head += f"<p>Missing columns: {html.escape(', '.join(self.missing_columns))}</p>"
-        if self.extra_columns: head += f"<p>Extra columns (kept, not checked): {html.escape(', '.join(self.extra_columns))}</p>"
+        if self.extra_columns:
+            head += (f"<p><b>Ignored columns</b> (not in the contract, never used as features): "
+                     f"{html.escape(', '.join(self.extra_columns))}</p>")
         issues = [[c, self.missing.get(c, 0), self.null_violations.get(c, 0), self.type_errors.get(c, 0),
                    self.out_of_range.get(c, 0), ", ".join(f"{v} ({n})" for v, n in self.unseen_categories.get(c, {}).items())]
                   for c in self.missing]
@@ -63,8 +69,8 @@ class QualityReport:
 @dataclass(frozen=True)
 class ValidationResult:
     "Accepted rows (coerced to their kinds), quarantined rows (original values and reasons) and the quality report."
-    accepted: pd.DataFrame     # Rows that pass, coerced to their kinds, original index kept
-    quarantined: pd.DataFrame  # Rows that fail, original values, plus `_row` (input position) and `_reasons`
+    accepted: pd.DataFrame     # Rows that pass: contract columns only, coerced to their kinds, original index kept
+    quarantined: pd.DataFrame  # Rows that fail: every original column, plus `_row` (input position) and `_reasons`
     report: QualityReport      # Data quality summary
 
     def _repr_html_(self)->str: return self.report._repr_html_()
@@ -85,220 +91,568 @@ def check_quarantine_share(result:ValidationResult, # The output of `validate`
         "(contract.yaml), or raise `validate.max_quarantine_share` in mlops.yaml if this share is acceptable.")
 
 # %% ../nbs/02_validate.ipynb #82482ceb
+SMALL_BATCH = 500  # batches of at most this many rows find distinct values with a dict instead of pd.factorize
+
+_CONTAINERS = (list, tuple, dict, set, frozenset, np.ndarray)  # cells that hold several values
+_BOOLS = (bool, np.bool_)
+
+def _is_na(value)->bool:
+    "None, NaN, NA or NaT, as `pd.factorize` sees them."
+    if isinstance(value, str): return False
+    if isinstance(value, float): return math.isnan(value)
+    return pd.api.types.is_scalar(value) and bool(pd.isna(value))
+
+def _hashable(value)->bool:
+    try: hash(value)
+    except TypeError: return False
+    return True
+
+def _group_small(values)->tuple:
+    "Codes into the distinct values found with a dict: fast on a few rows, the same groups as `_group_large`."
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iub":
+        uniques, codes = np.unique(values, return_inverse=True)
+        return codes.astype(np.intp, copy=False), list(uniques)
+    values = np.asarray(values, dtype=object)  # the cells of a pandas array, as iterating it would give them
+    index, uniques = {}, []
+    codes = np.empty(len(values), dtype=np.intp)
+    for i, v in enumerate(values):
+        code = None
+        if not isinstance(v, _CONTAINERS):
+            key = (isinstance(v, _BOOLS), v)
+            try:
+                code = index.get(key)
+                if code is None:
+                    code = index[key] = -1 if _is_na(v) else len(uniques)
+                    if code >= 0: uniques.append(v)
+            except TypeError: code = None  # unhashable
+        if code is None: code = len(uniques); uniques.append(v)
+        codes[i] = code
+    return codes, uniques
+
+def _split(codes:np.ndarray, uniques:list, values:np.ndarray, groups:list, apart)->None:
+    "Re-code the rows of `groups` (in place): `apart(value)` -1 gives each row its own code, 0/1 separate two kinds."
+    rows = np.flatnonzero(np.isin(codes, groups))
+    flags = np.fromiter((apart(values[r]) for r in rows), dtype=np.intp, count=len(rows))
+    for group in groups:
+        for flag in np.unique(flags):
+            members = rows[(flags == flag) & (codes[rows] == group)]
+            if not len(members): continue
+            if flag < 0: codes[members] = np.arange(len(uniques), len(uniques) + len(members)); uniques.extend(values[members])
+            else: codes[members] = len(uniques); uniques.append(values[members[0]])
+
+_PANDAS_2 = int(pd.__version__.split(".")[0]) < 3  # it factorizes text as C strings ("a" and "a\x00b" become one value)
+_APART = object()
+
+def _factorize(values:np.ndarray)->tuple:
+    "`pd.factorize` of an object array, text compared as Python strings on every pandas."
+    if not _PANDAS_2: return pd.factorize(values, use_na_sentinel=True)
+    codes, found = pd.factorize(np.append(values, _APART), use_na_sentinel=True)  # a non-text cell: Python comparison
+    return codes[:-1], found[:-1]
+
+def _group_large(values)->tuple:
+    "Codes into the distinct values found with `pd.factorize`: fast on many rows."
+    if _PANDAS_2 and isinstance(values.dtype, pd.StringDtype): values = values.to_numpy(dtype=object)
+    if not (isinstance(values, np.ndarray) and values.dtype == object):
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        return codes.astype(np.intp, copy=False), list(uniques)
+    try:
+        codes, found = _factorize(values)
+        codes, uniques = codes.astype(np.intp, copy=False), list(found)
+        if pd.api.types.infer_dtype(found, skipna=False) == "string": return codes, uniques  # no lists, no booleans
+    except TypeError:  # unhashable cells (lists, dicts, arrays): each one is a value of its own
+        hashable = np.fromiter((_hashable(v) for v in values), dtype=bool, count=len(values))
+        codes = np.empty(len(values), dtype=np.intp)
+        part, found = _factorize(values[hashable])
+        codes[hashable], uniques = part, list(found)
+        single = np.flatnonzero(~hashable)
+        codes[single] = np.arange(len(uniques), len(uniques) + len(single))
+        uniques.extend(values[single])
+    containers = [k for k, u in enumerate(uniques) if isinstance(u, _CONTAINERS)]
+    if containers: _split(codes, uniques, values, containers, lambda v: -1)
+    # pd.factorize puts True with 1 and False with 0; a boolean is never the same value as a number here
+    suspects = [k for k, u in enumerate(uniques) if isinstance(u, (*_BOOLS, Number)) and not isinstance(u, complex) and u in (0, 1)]
+    if suspects:
+        kind = pd.api.types.infer_dtype(values[np.isin(codes, suspects)], skipna=False)
+        if kind not in ("boolean", "integer", "floating", "mixed-integer-float", "decimal"):
+            _split(codes, uniques, values, suspects, lambda v: int(isinstance(v, _BOOLS)))
+    return codes, uniques
+
+# %% ../nbs/02_validate.ipynb #d47aa2e6
 def _cut(value)->str:
     text = str(value)
     return f"'{text if len(text) <= 30 else text[:27] + '...'}'"
 
 def _number(x:float)->str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
 
-def _distinct(s:pd.Series):
-    "Row codes into the distinct values (last entry None = missing) and those values, text stripped, placeholders None."
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    values = []
-    for v in uniques:
-        if isinstance(v, str):
-            v = v.strip()
-            if v.lower() in MISSING_TOKENS: v = None
-        values.append(v)
-    return codes, values + [None]
+def _not_single(value)->tuple:
+    what = "dict" if isinstance(value, dict) else "set" if isinstance(value, (set, frozenset)) else "list"
+    return ("type_errors", "not a single value", f"not a single value ({what})")
 
-def _pick(values:list, codes:np.ndarray, dtype=object)->np.ndarray:
-    "Spread per-distinct `values` back to rows."
-    return np.asarray(values, dtype=dtype)[codes]
+_DECIMAL = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 
+
+def _parse_numbers(texts:list)->np.ndarray:
+    "Numbers read from texts: a plain decimal as `float()` reads it (correctly rounded; beyond the float range ±inf), other text as `pd.to_numeric` does; NaN if not a number."
+    numbers = np.array([float(t) if _DECIMAL.fullmatch(t) else np.nan for t in texts], dtype=float)
+    others = np.flatnonzero(np.isnan(numbers))  # float() never gives NaN for a plain decimal
+    if len(others):
+        words = pd.Series([texts[i] for i in others], dtype=object)
+        numbers[others] = pd.to_numeric(words, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return numbers
+
+def _stripped(uniques:list, many:bool|None=None)->tuple:
+    "Per distinct value: its text stripped (None if it is not text), whether it is text, and whether it is a placeholder."
+    if len(uniques) > 256 if many is None else many:  # the same str methods, run by pandas over many values at once
+        values = pd.Series(uniques, dtype=object)
+        if pd.api.types.infer_dtype(values, skipna=False) == "string":
+            texts = values.str.strip()
+            return texts.to_numpy(dtype=object), np.ones(len(uniques), dtype=bool), texts.str.lower().isin(MISSING_TOKENS).to_numpy()
+    texts = np.array([u.strip() if isinstance(u, str) else None for u in uniques], dtype=object)
+    is_text = np.array([isinstance(u, str) for u in uniques], dtype=bool)
+    return texts, is_text, np.array([t is not None and t.lower() in MISSING_TOKENS for t in texts], dtype=bool)
+
+def _judge_numbers(uniques:list, texts:np.ndarray, is_text:np.ndarray, placeholder:np.ndarray)->tuple:
+    "Per distinct value: its number (NaN if missing or bad); and {distinct value: its problem}."
+    numbers, problems, words, where = np.full(len(uniques), np.nan), {}, [], []
+    not_number = lambda v: ("type_errors", "not a number", f"not a number ({_cut(v)})")
+    for i in np.flatnonzero(~is_text).tolist():
+        u = uniques[i]
+        if isinstance(u, _CONTAINERS): problems[i] = _not_single(u)
+        elif isinstance(u, (*_BOOLS, complex)): problems[i] = not_number(u)
+        elif isinstance(u, Number):
+            try: numbers[i] = float(u)
+            except OverflowError: numbers[i] = math.inf if u > 0 else -math.inf
+            except (TypeError, ValueError): problems[i] = not_number(u)
+        else: words.append(str(u)); where.append(i)
+    read = np.flatnonzero(is_text & ~placeholder)
+    words, where = texts[read].tolist() + words, read.tolist() + where
+    parsed = _parse_numbers(words) if words else np.empty(0)
+    numbers[where] = parsed
+    for j in np.flatnonzero(np.isnan(parsed)).tolist(): problems[where[j]] = not_number(words[j])
+    return numbers, problems
+
+# %% ../nbs/02_validate.ipynb #1d84dbf5
+def _judge_labels(uniques:list, texts:np.ndarray, placeholder:np.ndarray, spec:ColumnSpec, is_target:bool)->tuple:
+    "Per distinct value: its category index (booleans: 1 true, 0 false; -1 if missing or bad) and its free text; {value: problem}."
+    index, free, problems = np.full(len(uniques), -1), [None] * len(uniques), {}
+    categories = spec.categories or ((False, True) if spec.kind == "boolean" else None)
+    find = label_lookup(categories) if categories else None
+    what = "unknown label" if is_target else "unseen category"
+    for i in np.flatnonzero(~placeholder).tolist():
+        u = uniques[i]
+        text = str(u) if texts[i] is None else texts[i]
+        if isinstance(u, _CONTAINERS): problems[i] = _not_single(u)
+        elif find is None: free[i] = text
+        elif (k := find(u)) < 0:
+            problems[i] = ("type_errors", "not a boolean", f"not a boolean ({_cut(text)})") if spec.kind == "boolean" \
+                else (None, what, f"{what} {_cut(text)}")
+        else: index[i] = int(bool(categories[k])) if spec.kind == "boolean" else k
+    return index, free, problems
+
+# %% ../nbs/02_validate.ipynb #3a42bd85
+def _parse_dates(texts:list)->pd.Series:
+    series = pd.Series(texts, dtype=object)
+    try: return pd.to_datetime(series, errors="coerce", format="mixed")
+    except (ValueError, TypeError): return pd.to_datetime(series, errors="coerce", format="mixed", utc=True)
+
+def _judge_dates(uniques:list, texts:np.ndarray, placeholder:np.ndarray)->tuple:
+    "Per distinct value (and one more for missing): its date (NaT if missing or bad); and {distinct value: its problem}."
+    problems, words, where = {}, [], []
+    for i in np.flatnonzero(~placeholder).tolist():
+        if isinstance(uniques[i], _CONTAINERS): problems[i] = _not_single(uniques[i])
+        else: words.append(str(uniques[i]) if texts[i] is None else texts[i]); where.append(i)
+    dates = _parse_dates(words + [None])
+    for j in np.flatnonzero(dates.isna().to_numpy()[:-1]).tolist():
+        problems[where[j]] = ("type_errors", "not a date", f"not a date ({_cut(words[j])})")
+    order = np.full(len(uniques) + 1, len(words))
+    order[where] = np.arange(len(words))
+    return dates.array[order], problems
+
+# %% ../nbs/02_validate.ipynb #27d5f5bf
 class _Check:
-    "Collects the problems found in one column."
-    def __init__(self, spec:ColumnSpec, n:int):
-        self.spec, self.n, self.positions, self.texts, self.reasons = spec, n, [], [], {}
+    "Collects the problems found in one column, and its accepted values."
+    def __init__(self, spec:ColumnSpec):
+        self.spec, self.positions, self.texts, self.reasons = spec, [], [], {}
         self.counts = {"missing": 0, "type_errors": 0, "out_of_range": 0, "null_violations": 0}
-        self.unseen, self.values = {}, None
+        self.unseen, self.values, self.codes, self.classes, self.as_written = {}, ("same", None), None, None, False
 
     def flag(self, mask:np.ndarray, counter:str|None, label:str, details):
         "Record rows in `mask` as failing with reason `label`; `details` gives the per-row text (array or one string)."
-        count = int(mask.sum())
-        if not count: return
-        if counter: self.counts[counter] += count
-        self.reasons[f"{self.spec.name}: {label}"] = count
-        self.positions.append(np.flatnonzero(mask))
-        self.texts.append(np.full(count, f"{self.spec.name}: {details}", dtype=object) if isinstance(details, str) else details)
+        positions = np.flatnonzero(mask)
+        if not len(positions): return
+        if counter: self.counts[counter] += len(positions)
+        self.reasons[f"{self.spec.name}: {label}"] = len(positions)
+        self.positions.append(positions)
+        self.texts.append(np.full(len(positions), f"{self.spec.name}: {details}", dtype=object) if isinstance(details, str) else details)
+
+    def flag_distinct(self, codes:np.ndarray, problems:dict, n_values:int):
+        "Flag the rows whose distinct value (of `n_values`) has a problem `{value: (counter, label, detail)}`."
+        for counter, label in sorted({p[:2] for p in problems.values()}, key=lambda p: p[1]):
+            found = [i for i, p in problems.items() if p[1] == label]
+            hit, details = np.zeros(n_values + 1, dtype=bool), np.empty(n_values + 1, dtype=object)
+            hit[found] = True
+            details[found] = [f"{self.spec.name}: {problems[i][2]}" for i in found]
+            mask = hit[codes]
+            self.flag(mask, counter, label, details[codes[mask]])
+
+    def flag_numbers(self, mask:np.ndarray, numbers:np.ndarray, counter:str, label:str, describe):
+        "Flag the rows in `mask`, each described from its number by `describe`."
+        if not mask.any(): return
+        values, inverse = np.unique(numbers[mask], return_inverse=True)
+        details = np.array([f"{self.spec.name}: {describe(x)}" for x in values], dtype=object)
+        self.flag(mask, counter, label, details[inverse])
 
     def missing(self, missing:np.ndarray, is_target:bool=False):
-        self.counts["missing"] = int(missing.sum())
+        self.counts["missing"] = int(np.count_nonzero(missing))
+        if not self.counts["missing"]: return
         if is_target: self.flag(missing, "null_violations", "missing", "missing")
         elif not self.spec.nullable: self.flag(missing, "null_violations", "missing (not nullable)", "missing (not nullable)")
 
-# %% ../nbs/02_validate.ipynb #f79bc260
-def _check_numbers(s:pd.Series, c:_Check):
-    spec, name = c.spec, c.spec.name
-    if pd.api.types.is_numeric_dtype(s):
-        missing = s.isna().to_numpy()
-        numbers = s.to_numpy(dtype=float, na_value=np.nan)
-        bad_type = np.zeros(len(s), dtype=bool)
-    else:
-        codes, values = _distinct(s)
-        text = pd.Series([None if v is None else str(v) for v in values], dtype=object)
-        parsed = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        missing = _pick([v is None for v in values], codes, bool)
-        numbers = parsed[codes]
-        bad_type = ~missing & np.isnan(numbers)
-        details = np.array([f"{name}: not a number ({_cut(v)})" for v in values], dtype=object)
-        c.flag(bad_type, "type_errors", "not a number", details[codes[bad_type]])
-    c.missing(missing)
-    ok = ~missing & ~bad_type
+def _distinct(values, c:_Check, small:bool)->tuple:
+    "Row codes into the distinct values (-1 missing), those values, their stripped texts, which are text and which are placeholders."
+    codes, uniques = _group_small(values) if small else _group_large(values)
+    c.codes = codes
+    return (codes, uniques, *_stripped(uniques))
+
+def _missing_rows(codes:np.ndarray, placeholder:np.ndarray)->np.ndarray:
+    return np.append(placeholder, True)[codes]
+
+# %% ../nbs/02_validate.ipynb #4b8ba74e
+_INT64 = (-2.0 ** 63, np.nextafter(2.0 ** 63, 0))  # the floats that fit in an int64
+
+def _check_bounds(numbers:np.ndarray, usable:np.ndarray, c:_Check):
+    spec = c.spec
     if spec.kind == "integer":
-        with np.errstate(invalid="ignore"): fraction = ok & (np.mod(numbers, 1) != 0)
-        c.flag(fraction, "type_errors", "not an integer",
-               np.array([f"{name}: not an integer ({_cut(_number(x) if np.isfinite(x) else x)})" for x in numbers[fraction]], dtype=object))
-        ok &= ~fraction
+        with np.errstate(invalid="ignore"): fraction = usable & (np.mod(numbers, 1) != 0)
+        c.flag_numbers(fraction, numbers, "type_errors", "not an integer",
+                       lambda x: f"not an integer ({_cut(_number(x) if np.isfinite(x) else x)})")
+        usable = usable & ~fraction
+        c.flag_numbers(usable & ((numbers < _INT64[0]) | (numbers > _INT64[1])), numbers, "out_of_range", "outside the int64 range",
+                       lambda x: f"{_number(x)} outside the int64 range")
+        usable &= (numbers >= _INT64[0]) & (numbers <= _INT64[1])
     if spec.min is not None:
-        low = ok & (numbers < spec.min)
-        c.flag(low, "out_of_range", "below min", np.array([f"{name}: {_number(x)} below min {_number(spec.min)}"
-                                                             for x in numbers[low]], dtype=object))
+        c.flag_numbers(usable & (numbers < spec.min), numbers, "out_of_range", "below min",
+                       lambda x: f"{_number(x)} below min {_number(spec.min)}")
     if spec.max is not None:
-        high = ok & (numbers > spec.max)
-        c.flag(high, "out_of_range", "above max", np.array([f"{name}: {_number(x)} above max {_number(spec.max)}"
-                                                              for x in numbers[high]], dtype=object))
-    exact = pd.api.types.is_integer_dtype(s) and not s.hasnans  # keep big integers exact
-    c.values = ("int", s.to_numpy(dtype=np.int64) if exact else numbers) if spec.kind == "integer" else ("float", numbers)
+        c.flag_numbers(usable & (numbers > spec.max), numbers, "out_of_range", "above max",
+                       lambda x: f"{_number(x)} above max {_number(spec.max)}")
 
-# %% ../nbs/02_validate.ipynb #d47aa2e6
-_BOOLEAN_KEYS = {**BOOLEAN_WORDS, "1": True, "0": False}
+def _all_fine(numbers:np.ndarray, spec:ColumnSpec, whole:bool)->bool:
+    "Quick test: no number is missing, out of range, or (in an `integer` column) fractional; then nothing needs flagging."
+    if not len(numbers): return True
+    low, high = -math.inf if spec.min is None else spec.min, math.inf if spec.max is None else spec.max
+    if spec.kind == "integer": low, high = max(low, _INT64[0]), min(high, _INT64[1])
+    if not (numbers.min() >= low and numbers.max() <= high): return False  # also when there is a NaN
+    return whole or spec.kind != "integer" or bool((numbers == np.floor(numbers)).all())
 
-def _check_labels(s:pd.Series, c:_Check, is_target:bool):
-    spec, name = c.spec, c.spec.name
-    codes, values = _distinct(s)
-    missing = _pick([v is None for v in values], codes, bool)
-    c.missing(missing, is_target)
-    if spec.kind == "boolean":
-        mapped = [None if v is None else _BOOLEAN_KEYS.get(label_key(v).lower()) for v in values]
-        what, label = "not a boolean", "not a boolean"
-    elif spec.categories is None:
-        mapped = [None if v is None else str(v) for v in values]
-        what = label = ""
+def _real_numbers(values)->np.ndarray|None:
+    "An object column that holds only real numbers (no text, booleans or missing markers but NaN), as floats; else None."
+    if not (isinstance(values, np.ndarray) and values.dtype == object and len(values)): return None
+    if pd.api.types.infer_dtype(values, skipna=False) not in ("floating", "integer", "mixed-integer-float"): return None
+    try: return values.astype(np.float64)
+    except (OverflowError, TypeError, ValueError): return None
+
+def _check_numbers(values, c:_Check, small:bool):
+    integer = c.spec.kind == "integer"
+    floats = None if values.dtype.kind in "iuf" else _real_numbers(values)  # e.g. numbers from JSON
+    if values.dtype.kind in "iuf" or floats is not None:
+        if floats is not None: numbers = floats
+        else: numbers = values.astype(float, copy=False) if isinstance(values, np.ndarray) else values.to_numpy(dtype=float, na_value=np.nan)
+        whole = values.dtype.kind in "iu"
+        exact = integer and str(values.dtype) in ("int64", "Int64")  # kept as they are: big integers stay exact
+        c.values = ("int" if integer else "float", values if exact or (not integer and numbers is values) else numbers)
+        if _all_fine(numbers, c.spec, whole): return
+        missing = np.isnan(numbers)
+        usable = ~missing
     else:
-        lookup = {label_key(k): (k if is_target else str(k)) for k in spec.categories}
-        mapped = [None if v is None else lookup.get(label_key(v)) for v in values]
-        what = "unknown label" if is_target else "unseen category"
-        label = what
-    bad_values = [v is not None and m is None for v, m in zip(values, mapped)]
-    bad = _pick(bad_values, codes, bool)
-    if bad.any():
-        details = np.array([f"{name}: {what} ({_cut(v)})" if what == "not a boolean" else f"{name}: {what} {_cut(v)}"
-                            for v in values], dtype=object)
-        c.flag(bad, "type_errors" if spec.kind == "boolean" else None, label, details[codes[bad]])
-        if spec.kind != "boolean":
-            counts = np.bincount(codes[codes >= 0], minlength=len(values))
-            found = sorted(((int(counts[i]), str(v)) for i, v in enumerate(values) if bad_values[i]), key=lambda t: -t[0])
-            c.unseen = {v: n for n, v in found[:10]}
-    c.values = ("boolean" if spec.kind == "boolean" else "target" if is_target else "text", _pick(mapped, codes))
-
-# %% ../nbs/02_validate.ipynb #1d84dbf5
-def _check_dates(s:pd.Series, c:_Check):
-    if pd.api.types.is_datetime64_any_dtype(s):
-        missing = s.isna().to_numpy()
-        c.missing(missing)
-        c.values = ("same", None)
-        return
-    codes, values = _distinct(s)
-    text = pd.Series([None if v is None else str(v) for v in values], dtype=object)
-    try: dates = pd.to_datetime(text, errors="coerce", format="mixed")
-    except (ValueError, TypeError): dates = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
-    missing = _pick([v is None for v in values], codes, bool)
+        codes, uniques, texts, is_text, placeholder = _distinct(values, c, small)
+        missing = _missing_rows(codes, placeholder)
+        per_value, problems = _judge_numbers(uniques, texts, is_text, placeholder)
+        numbers = np.append(per_value, np.nan)[codes]
+        c.flag_distinct(codes, problems, len(uniques))
+        usable = ~np.isnan(numbers)
+        c.values = ("int" if integer else "float", numbers)
     c.missing(missing)
-    bad = ~missing & dates.isna().to_numpy()[codes]
-    details = np.array([f"{c.spec.name}: not a date ({_cut(v)})" for v in values], dtype=object)
-    c.flag(bad, "type_errors", "not a date", details[codes[bad]])
-    c.values = ("dates", dates.iloc[codes].to_numpy())
+    _check_bounds(numbers, usable, c)
 
-def _missing_mask(s:pd.Series)->np.ndarray:
-    codes, values = _distinct(s)
-    return _pick([v is None for v in values], codes, bool)
-
-def _check_column(s:pd.Series, spec:ColumnSpec, is_target:bool)->_Check:
-    c = _Check(spec, len(s))
-    if is_target or spec.kind in ("categorical", "boolean"): _check_labels(s, c, is_target)
-    elif spec.kind in ("numeric", "integer"): _check_numbers(s, c)
-    elif spec.kind == "datetime": _check_dates(s, c)
+# %% ../nbs/02_validate.ipynb #e3f2a04a
+def _check_labels(values, c:_Check, is_target:bool, small:bool):
+    codes, uniques, texts, _, placeholder = _distinct(values, c, small)
+    c.missing(_missing_rows(codes, placeholder), is_target)
+    index, free, problems = _judge_labels(uniques, texts, placeholder, c.spec, is_target)
+    c.flag_distinct(codes, problems, len(uniques))
+    unseen_values = [i for i, p in problems.items() if p[0] is None]
+    if unseen_values:  # unseen categories / unknown labels, for the report
+        counts, unseen = np.bincount(codes[codes >= 0], minlength=len(uniques)), {}
+        for i in unseen_values:
+            text = str(uniques[i]) if texts[i] is None else texts[i]
+            if counts[i]: unseen[text] = unseen.get(text, 0) + int(counts[i])
+        c.unseen = dict(sorted(unseen.items(), key=lambda kv: (-kv[1], kv[0]))[:10])
+    rows = np.append(index, -1)[codes]
+    if c.spec.kind == "boolean": c.values = ("boolean", rows)
+    elif c.spec.categories is None: c.values = ("text", (free + [None], codes))
     else:
-        c.missing(_missing_mask(s))
-        c.values = ("same", None)
+        c.values = ("target" if is_target else "category", rows)
+        c.as_written = all(i in problems or (isinstance(u, str) and u == str(c.spec.categories[index[i]])) for i, u in enumerate(uniques))
+    if is_target and c.spec.kind == "boolean":
+        order = {bool(k): i for i, k in enumerate(c.spec.categories or ())}
+        c.classes = np.array([order.get(False, -1), order.get(True, -1), -1])[rows]
+    elif is_target: c.classes = rows
+
+def _check_dates(values, c:_Check, small:bool):
+    if values.dtype.kind == "M":
+        c.missing(np.asarray(pd.isna(values)))
+        return
+    codes, uniques, texts, _, placeholder = _distinct(values, c, small)
+    c.missing(_missing_rows(codes, placeholder))
+    dates, problems = _judge_dates(uniques, texts, placeholder)
+    c.flag_distinct(codes, problems, len(uniques))
+    c.values = ("dates", dates[np.where(codes < 0, len(uniques), codes)])
+
+def _check_text(values, c:_Check, small:bool):
+    codes, uniques, _, is_text, placeholder = _distinct(values, c, small)
+    c.missing(_missing_rows(codes, placeholder))
+    c.flag_distinct(codes, {i: _not_single(uniques[i]) for i in np.flatnonzero(~is_text).tolist()
+                            if isinstance(uniques[i], _CONTAINERS)}, len(uniques))
+
+def _check_column(values, spec:ColumnSpec, is_target:bool, small:bool)->_Check:
+    c = _Check(spec)
+    if is_target or spec.kind in ("categorical", "boolean"): _check_labels(values, c, is_target, small)
+    elif spec.kind in ("numeric", "integer"): _check_numbers(values, c, small)
+    elif spec.kind == "datetime": _check_dates(values, c, small)
+    else: _check_text(values, c, small)
     return c
 
-# %% ../nbs/02_validate.ipynb #3a42bd85
+# %% ../nbs/02_validate.ipynb #3a652c6e
+def _text_rows(table:list, rows:np.ndarray):
+    "`table[rows]` as text; None in `table` stays missing (pandas' str dtype, or object with NaN on pandas 2), never 'None'."
+    if not _PANDAS_2: return pd.array(np.array(table, dtype=object), dtype="str").take(rows)
+    return np.array([np.nan if t is None else t for t in table], dtype=object)[rows]
+
 def _labels_dtype(classes:tuple):
     if all(isinstance(k, bool) for k in classes): return bool
     if all(isinstance(k, int) and not isinstance(k, bool) for k in classes): return np.int64
-    if all(isinstance(k, str) for k in classes): return "str"
+    if all(isinstance(k, str) for k in classes): return "text"
     if all(isinstance(k, (int, float)) for k in classes): return np.float64
     return object
 
-def _coerce(original:pd.Series, c:_Check, keep:np.ndarray, classes:tuple):
-    "The accepted rows of one column, converted to its kind."
+def _take(values, keep:np.ndarray):
+    "Rows `keep` of a column (a numpy or pandas array)."
+    return values[keep] if isinstance(values, np.ndarray) else values.take(keep)
+
+def _coerce(original, c:_Check, keep:np.ndarray):
+    "The accepted rows of one column, converted to its kind, or None if that is the original column unchanged."
     how, values = c.values
-    if how == "same": return original.iloc[keep].to_numpy()
+    if how == "same" or values is original: return None
+    if how == "text": return _text_rows(values[0], np.where(values[1] < 0, len(values[0]) - 1, values[1])[keep])
     values = values[keep]
-    if how == "float": return values.astype(np.float64)
+    if how == "float": return values
     if how == "int":
         if values.dtype.kind in "iu": return values
-        return pd.array(values, dtype="Float64").astype("Int64") if np.isnan(values).any() else values.astype(np.int64)
-    if how == "text": return pd.array(values, dtype="str")
-    if how == "boolean":
-        return pd.array(values, dtype="boolean") if any(v is None for v in values) else values.astype(bool)
-    if how == "target":
-        dtype = _labels_dtype(classes)
-        return pd.array(values, dtype="str") if dtype == "str" else values.astype(dtype)
-    return values
+        missing = np.isnan(values)
+        return pd.arrays.IntegerArray(np.where(missing, 0, values).astype(np.int64), missing) if missing.any() else values.astype(np.int64)
+    if how == "boolean": return pd.arrays.BooleanArray(values == 1, values < 0) if (values < 0).any() else values == 1
+    if how == "dates": return values
+    labels = c.spec.categories
+    dtype = _labels_dtype(labels) if how == "target" else "text"
+    if dtype == "text":  # a text column already holding its categories exactly as written is passed through
+        if c.as_written and not _PANDAS_2 and str(getattr(original, "dtype", "")) == "str": return None
+        return _text_rows([str(k) for k in labels] + [None], values)
+    if dtype is object: return np.array(list(labels) + [None], dtype=object)[values]
+    coerced = np.array(labels, dtype=dtype)[values]
+    return None if isinstance(original, np.ndarray) and original.dtype == coerced.dtype and np.array_equal(original[keep], coerced) else coerced
 
-# %% ../nbs/02_validate.ipynb #27d5f5bf
-def _reasons_by_row(checks:list)->pd.Series:
+# %% ../nbs/02_validate.ipynb #1f36c67f
+def _contiguous(arrays:dict, rows:int=16_384)->tuple:
+    "`arrays` with strided numpy columns (a frame made from a 2-d array has them) copied contiguous, block of rows by block; the copies."
+    strided = [col for col, a in arrays.items() if isinstance(a, np.ndarray) and not a.flags.c_contiguous]
+    copies = {col: np.empty_like(arrays[col], order="C") for col in strided}
+    for start in range(0, len(arrays[strided[0]]) if strided else 0, rows):  # the block's rows stay in cache across columns
+        for col in strided: copies[col][start:start + rows] = arrays[col][start:start + rows]
+    return {**arrays, **copies}, set(copies)
+
+def _compact(values:np.ndarray, kept:np.ndarray, rows:int=16_384)->np.ndarray:
+    "The `kept` rows of `values` moved to its front, in place (for a copy made here): no new memory to page in."
+    if kept.all(): return values
+    end = 0
+    for start in range(0, len(values), rows):
+        part = values[start:start + rows][kept[start:start + rows]]
+        values[end:end + len(part)] = part
+        end += len(part)
+    return values[:end]
+
+def _array(s:pd.Series):
+    return s.array if isinstance(s.dtype, pd.api.extensions.ExtensionDtype) else s.to_numpy()
+
+def _columns(df:pd.DataFrame, columns:list, small:bool)->tuple:
+    "Every column as a numpy array or a pandas extension array (on a few rows through one object array: cheaper); the copies."
+    dtypes = df.dtypes.tolist()
+    plain = [isinstance(dtype, np.dtype) and dtype.kind in "iufbO" for dtype in dtypes]
+    if not small or 2 * sum(plain) < len(plain):
+        arrays = {col: _array(s) for col, s in df.items()}
+        return (arrays, set()) if small else _contiguous(arrays)
+    cells = df.to_numpy(dtype=object)
+    return {col: cells[:, j].astype(dtype) if plain[j] else _array(df[col]) for j, (col, dtype) in enumerate(zip(columns, dtypes))}, set()
+
+_NAN_BITS, _MINUS_ZERO_BITS = np.array([np.nan, -0.0]).view(np.uint64)
+
+def _row_key(values, codes, small:bool)->np.ndarray:
+    "One uint64 per row of a column; equal cells give equal keys (-0.0 is 0.0, every NaN is the same)."
+    if codes is None and isinstance(values, np.ndarray) and values.dtype.kind in "fiubMm":
+        if values.dtype.kind != "f": return values.astype(np.int64, copy=False).view(np.uint64)
+        x = values.astype(np.float64, copy=False)
+        key, nan = x.view(np.uint64), np.isnan(x)
+        odd = key == _MINUS_ZERO_BITS
+        if nan.any(): odd |= nan & (key != _NAN_BITS)
+        if not odd.any(): return key
+        key = key.copy()
+        key[odd] = np.where(np.isnan(x[odd]), _NAN_BITS, 0)
+        return key
+    if codes is None: codes, _ = _group_small(values) if small else _group_large(values)
+    return codes.astype(np.int64, copy=False).view(np.uint64)
+
+def _rows_as_bytes(keys:list)->np.ndarray:
+    "Each row's keys as one opaque value, for `np.unique`."
+    rows = np.ascontiguousarray(np.stack(keys, axis=1))
+    return rows.view(np.dtype((np.void, rows.shape[1] * 8))).ravel()
+
+_MIX = ((np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(29)),
+        (np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x94D049BB133111EB), np.uint64(31)))
+
+def _row_hashes(keys:list, n:int)->list:
+    "Two independent 64-bit hashes of every row's keys."
+    hashes, shifted = [], np.empty(n, dtype=np.uint64)
+    for first, second, shift in _MIX:
+        h = np.zeros(n, dtype=np.uint64)
+        for key in keys:
+            np.bitwise_xor(h, key, out=h)
+            np.multiply(h, first, out=h)
+            np.right_shift(h, shift, out=shifted)
+            np.bitwise_xor(h, shifted, out=h)
+            np.multiply(h, second, out=h)
+        hashes.append(h)
+    return hashes
+
+def _duplicates(keys:list, n:int, small:bool)->int:
+    "Rows equal to an earlier row in every column: compared whole on a few rows, through a 128-bit row hash on many."
+    if n < 2 or not keys: return 0
+    if small: return n - len(np.unique(_rows_as_bytes(keys)))
+    h, check = _row_hashes(keys, n)
+    codes, hashes = pd.factorize(h)  # codes count up in order of first appearance
+    if len(hashes) == n: return 0
+    first = np.ones(n, dtype=bool)
+    first[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]
+    later = np.flatnonzero(~first)
+    if np.array_equal(check[later], check[np.flatnonzero(first)[codes[later]]]): return len(later)
+    return n - len(np.unique(_rows_as_bytes(keys)))  # two different rows share the first hash: compare whole rows
+
+# %% ../nbs/02_validate.ipynb #3582a55a
+UNKNOWN_COLUMNS = ("ignore", "fail")  # what `validate` does with data columns the contract does not list
+
+def _reasons_by_row(checks:list, n_bad:int)->np.ndarray:
+    "Each quarantined row's reasons, in column order, joined with '; '."
     positions = [p for c in checks for p in c.positions]
-    if not positions: return pd.Series([], dtype=object)
-    texts = np.concatenate([t for c in checks for t in c.texts])
-    return pd.Series(texts, index=np.concatenate(positions)).groupby(level=0, sort=True).agg("; ".join)
+    if not positions: return np.array([], dtype=object)
+    positions, texts = np.concatenate(positions), np.concatenate([t for c in checks for t in c.texts])
+    order = np.argsort(positions, kind="stable")
+    positions, texts = positions[order], texts[order]
+    if len(positions) == n_bad: return texts
+    starts = np.flatnonzero(np.r_[True, positions[1:] != positions[:-1]])
+    ends = np.r_[starts[1:], len(positions)]
+    joined = texts[starts]
+    for j in np.flatnonzero(ends - starts > 1): joined[j] = "; ".join(texts[starts[j]:ends[j]])
+    return joined
 
-def _duplicates(df:pd.DataFrame)->int:
-    try: return int(df.duplicated().sum())
-    except TypeError: return 0  # unhashable cell values (lists, dicts): duplicates not counted
+def _accepted(df:pd.DataFrame, arrays:dict, checks:dict, bad:np.ndarray, names:set, small:bool, copies:set)->pd.DataFrame:
+    "The accepted rows: contract columns only, coerced (the last use of `arrays`: copies made here are compacted in place)."
+    keep = np.flatnonzero(~bad)
+    inside = [col for col in arrays if col in names]
+    coerced = {col: _coerce(arrays[col], checks[col], keep) if col in checks else None for col in inside}
+    changed = {col: v for col, v in coerced.items() if v is not None}
+    def column(v, index=None):  # an object column stays object (a frame would read one holding only text as str)
+        return pd.Series(v, index=index, dtype=object, copy=False) if isinstance(v, np.ndarray) and v.dtype == object else v
+    if small and len(inside) == len(arrays) and len(changed) <= 2:  # cheaper than building a frame on a few rows
+        accepted = df.take(keep) if len(keep) < len(df) else df.copy(deep=False)
+        for col, v in changed.items(): accepted[col] = column(v, accepted.index)
+        return accepted
+    def unchanged(col): return _compact(arrays[col], ~bad) if col in copies else _take(arrays[col], keep)
+    columns = {col: column(unchanged(col) if v is None else v) for col, v in coerced.items()}
+    accepted = pd.DataFrame(columns, columns=df.columns if len(inside) == len(arrays) else df.columns[df.columns.isin(inside)], copy=False)
+    accepted.index = df.index[keep]  # set after: the index may repeat labels, which must not align anything
+    return accepted
 
-def validate(df:pd.DataFrame, # A batch of data, one row per example
-             contract:Contract # The project's data contract
-            )->ValidationResult: # Accepted rows, quarantined rows with reasons, and the quality report
-    "Check every row of `df` against `contract`; accept clean rows (coerced) and quarantine the rest with reasons."
+def _quarantined(df:pd.DataFrame, arrays:dict, drop:np.ndarray, reasons:np.ndarray)->pd.DataFrame:
+    "The quarantined rows: every original column, plus `_row` (input position) and `_reasons`."
+    quarantined = df.take(drop) if len(drop) else df.iloc[:0]  # a slice costs less than a take
+    added = [("_row", drop), ("_reasons", pd.arrays.NumpyExtensionArray(reasons))]
+    if "_row" in arrays or "_reasons" in arrays:  # the data has them already (a quarantine file validated again)
+        for name, value in added: quarantined[name] = value
+        return quarantined
+    k = quarantined.shape[1]
+    quarantined.columns = pd.RangeIndex(k)  # inserting into a text column index costs more than renaming once
+    for j, (_, value) in enumerate(added): quarantined.insert(k + j, k + j, value)
+    quarantined.columns = df.columns.append(pd.Index([name for name, _ in added]))
+    return quarantined
+
+def _schema(df:pd.DataFrame, contract:Contract, unknown_columns:str)->list:
+    "Batch-level checks; the data columns that are not in the contract."
     if not isinstance(df, pd.DataFrame): raise TypeError(f"validate needs a pandas DataFrame, got {type(df).__name__}")
-    checked = [c for c in contract.columns if c.role != "ignore"]
-    absent = [c.name for c in checked if c.name not in df.columns]
+    if unknown_columns not in UNKNOWN_COLUMNS:
+        raise ValueError(f"unknown_columns must be one of {', '.join(UNKNOWN_COLUMNS)}, got {unknown_columns!r}")
+    columns, names = df.columns.tolist(), {c.name for c in contract.columns}
+    present = set(columns)
+    absent = [c.name for c in contract.columns if c.role != "ignore" and c.name not in present]
     if absent:
-        found = ", ".join(map(str, list(df.columns)[:20])) + (", ..." if df.shape[1] > 20 else "")
+        found = ", ".join(map(str, columns[:20])) + (", ..." if len(columns) > 20 else "")
         raise DataQualityError(f"the data is missing contract columns {absent} (found: {found}). Rename the columns in the "
                                "data, or set their role to 'ignore' in the contract if they are no longer needed.")
-    if df.columns.duplicated().any():
-        raise DataQualityError(f"the data has repeated column names {sorted(set(df.columns[df.columns.duplicated()]))}")
-    names = {c.name for c in contract.columns}
-    checks = [_check_column(df[spec.name], spec, spec.name == contract.target) for spec in checked]
+    if len(present) < len(columns):
+        raise DataQualityError(f"the data has repeated column names {sorted({c for c in columns if columns.count(c) > 1}, key=str)}")
+    extra = [str(col) for col in columns if col not in names]
+    if extra and unknown_columns == "fail":
+        shown = ", ".join(extra[:20]) + (", ..." if len(extra) > 20 else "")
+        one = len(extra) == 1
+        it, its = ("it", "its kind and role") if one else ("them", "their kinds and roles")
+        raise DataQualityError(
+            f"the data has {len(extra)} column{'' if one else 's'} that the contract does not list: {shown}. Add {it} to "
+            f"contract.yaml (with {its}) to use {it}, or remove {it} from the data; with validate.unknown_columns: ignore "
+            "in mlops.yaml such columns are left out of the accepted rows instead.")
+    return columns, extra
+
+def _validate(df:pd.DataFrame, contract:Contract, unknown_columns:str, small:bool)->ValidationResult:
+    columns, extra = _schema(df, contract, unknown_columns)
     n = len(df)
+    arrays, copies = _columns(df, columns, small)
+    checks = {spec.name: _check_column(arrays[spec.name], spec, spec.name == contract.target, small)
+              for spec in contract.columns if spec.role != "ignore"}
     bad = np.zeros(n, dtype=bool)
-    for c in checks:
+    for c in checks.values():
         for p in c.positions: bad[p] = True
     keep, drop = np.flatnonzero(~bad), np.flatnonzero(bad)
-    accepted = df.iloc[keep].copy()
-    for c in checks: accepted[c.spec.name] = _coerce(df[c.spec.name], c, keep, contract.classes)
-    quarantined = df.iloc[drop].copy()
-    quarantined["_row"] = drop
-    quarantined["_reasons"] = _reasons_by_row(checks).reindex(drop).to_numpy(dtype=object)
-    counts = accepted[contract.target].map(str).value_counts() if len(accepted) else pd.Series(dtype=int)
-    reasons = {k: v for c in checks for k, v in c.reasons.items()}
+    classes = checks[contract.target].classes[keep]
+    counts = np.bincount(classes[classes >= 0], minlength=len(contract.classes))
+    reasons = {k: v for c in checks.values() for k, v in c.reasons.items()}
+    keys = [_row_key(values, checks[col].codes if col in checks else None, small) for col, values in arrays.items()] if n > 1 else []
     report = QualityReport(
         n_rows=n, n_accepted=len(keep), n_quarantined=len(drop),
-        missing={c.spec.name: c.counts["missing"] for c in checks},
-        type_errors={c.spec.name: c.counts["type_errors"] for c in checks if c.counts["type_errors"]},
-        out_of_range={c.spec.name: c.counts["out_of_range"] for c in checks if c.counts["out_of_range"]},
-        unseen_categories={c.spec.name: c.unseen for c in checks if c.unseen},
-        null_violations={c.spec.name: c.counts["null_violations"] for c in checks if c.counts["null_violations"]},
-        missing_columns=[c.name for c in contract.columns if c.name not in df.columns],
-        extra_columns=[str(col) for col in df.columns if col not in names],
-        duplicates=_duplicates(df),
-        class_balance={str(k): int(counts.get(str(k), 0)) for k in contract.classes},
+        missing={name: c.counts["missing"] for name, c in checks.items()},
+        type_errors={name: c.counts["type_errors"] for name, c in checks.items() if c.counts["type_errors"]},
+        out_of_range={name: c.counts["out_of_range"] for name, c in checks.items() if c.counts["out_of_range"]},
+        unseen_categories={name: c.unseen for name, c in checks.items() if c.unseen},
+        null_violations={name: c.counts["null_violations"] for name, c in checks.items() if c.counts["null_violations"]},
+        missing_columns=[c.name for c in contract.columns if c.name not in arrays],
+        extra_columns=extra,
+        duplicates=_duplicates(keys, n, small),
+        class_balance={str(k): int(v) for k, v in zip(contract.classes, counts)},
         reasons=dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
         quarantine_share=len(drop) / n if n else 0.0)
-    return ValidationResult(accepted, quarantined, report)
+    return ValidationResult(_accepted(df, arrays, checks, bad, {c.name for c in contract.columns}, small, copies),
+                            _quarantined(df, arrays, drop, _reasons_by_row(list(checks.values()), len(drop))), report)
+
+def validate(df:pd.DataFrame, # A batch of data, one row per example
+             contract:Contract, # The project's data contract
+             unknown_columns:str="ignore" # Columns not in the contract: "ignore" (reported, left out of `accepted`) or "fail"
+            )->ValidationResult: # Accepted rows, quarantined rows with reasons, and the quality report
+    "Check every row of `df` against `contract`; accept clean rows (coerced) and quarantine the rest with reasons."
+    return _validate(df, contract, unknown_columns, small=isinstance(df, pd.DataFrame) and len(df) <= SMALL_BATCH)

@@ -6,6 +6,7 @@ With pytest-xdist use `--dist loadfile` so that each module's shared runs are ma
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -138,3 +139,33 @@ def stage_notebook(path: Path, *code_cells: str) -> Path:
 def breast_cancer_frame() -> pd.DataFrame:
     from mlops_nb.data import load_example
     return load_example("breast-cancer")
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's build, installed by .ci/run; Playwright drives it and never downloads one
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def chromium(profile: Path, viewport: dict):
+    "A headless Chromium browser context (Playwright) with its own profile folder; skips the test where Chromium is missing, fails in CI."
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"): pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
+                                                       args=CHROMIUM_FLAGS, viewport=viewport)
+        try: yield context
+        finally: context.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_store(monkeypatch):
+    "Each test starts with no tracking store chosen by an earlier test in this process (`mlflow.set_tracking_uri` also sets the environment)."
+    def reset():
+        if "mlflow" in sys.modules: sys.modules["mlflow"].set_tracking_uri(None)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    reset()
+    yield
+    reset()

@@ -13,13 +13,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "_docs"
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("DOCS_ARTIFACTS", ROOT / "_docs_artifacts"))
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 NUMBERED = sorted(p for p in (ROOT / "nbs").glob("[0-9]*.ipynb"))
 RUNBOOKS = sorted((ROOT / "mlops_nb" / "runbooks").glob("*.ipynb"))
 
@@ -52,15 +50,8 @@ def base_url(site):
 
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"): pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
-                                                       headless=True, args=FLAGS, viewport={"width": 1280, "height": 900})
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), {"width": 1280, "height": 900}) as context:
         yield context
-        context.close()
 
 
 @pytest.fixture

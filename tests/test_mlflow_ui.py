@@ -13,15 +13,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
-from conftest import cli_env, client_for, fast, run_cli, run_id_from, show, tracking_uri
+from conftest import chromium, cli_env, client_for, fast, run_cli, run_id_from, show, tracking_uri
 from fastcore.test import test_eq as _eq
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 WAIT = 120_000  # ms: the UI's first page load on a busy 2-core machine
 
 
@@ -81,15 +77,8 @@ def server(made, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"): pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM,
-                                                       headless=True, args=FLAGS, viewport={"width": 1440, "height": 1000})
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), {"width": 1440, "height": 1000}) as context:
         yield context
-        context.close()
 
 
 def _wait_for_text(page, pattern: str):
