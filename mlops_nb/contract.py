@@ -44,7 +44,7 @@ def label_key(value # A label or category value (number, text, bool)
     return text.lower() if text.lower() in ("true", "false") else text
 
 # %% ../nbs/01a_contract.ipynb #23af6444
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")  # ASCII digits: "٣" is text, not 3
 _BOOLEAN_KEYS = {**{word: label_key(flag) for word, flag in BOOLEAN_WORDS.items()}, "1": "true", "0": "false"}
 
 def _is_number(value)->bool:

@@ -128,6 +128,11 @@ def test_lookup_reads_text_as_a_number_only_for_number_categories():
         [1, 0, 1, 0, 1, 0, 1, 0, 1, -1, -1])
 
 
+def test_only_ascii_digits_are_read_as_numbers():
+    find = label_lookup((3, 4))  # Python's float() reads Arabic-Indic and full-width digits; a category key must not
+    _eq([find(v) for v in ("3", "\u0663", "\uff14", "4.0")], [0, -1, -1, 1])
+
+
 def test_validation_keeps_distinct_category_texts_apart():
     codes = ["1.1", "1.10", "007", "7", "1e3", "1000"]
     contract = Contract((ColumnSpec("code", "categorical", categories=codes),
