@@ -152,6 +152,9 @@ def chromium(profile: Path, viewport: dict):
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"): pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    import asyncio
+    if asyncio._get_running_loop() is not None:  # a stale marker left in this thread by an in-process kernel client:
+        asyncio._set_running_loop(None)          # no coroutine runs inside a synchronous test, and Playwright's sync API refuses one
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
