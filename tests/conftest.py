@@ -146,21 +146,24 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-component-update", "--disable-sync"]
 
 
-@contextlib.contextmanager
-def chromium(profile: Path, viewport: dict):
-    "A headless Chromium browser context (Playwright) with its own profile folder; skips the test where Chromium is missing, fails in CI."
+@pytest.fixture(scope="session")
+def playwright():
+    "One Playwright driver per test process (its sync API allows one at a time); skips where Chromium is missing, fails in CI."
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"): pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    import asyncio
-    if asyncio._get_running_loop() is not None:  # a stale marker left in this thread by an in-process kernel client:
-        asyncio._set_running_loop(None)          # no coroutine runs inside a synchronous test, and Playwright's sync API refuses one
     from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
-                                                       args=CHROMIUM_FLAGS, viewport=viewport)
-        try: yield context
-        finally: context.close()
+        yield p
+
+
+@contextlib.contextmanager
+def chromium(playwright, profile: Path, viewport: dict):
+    "A headless Chromium browser context with its own profile folder, closed on exit."
+    context = playwright.chromium.launch_persistent_context(str(profile), executable_path=CHROMIUM, headless=True,
+                                                            args=CHROMIUM_FLAGS, viewport=viewport)
+    try: yield context
+    finally: context.close()
 
 
 @pytest.fixture(autouse=True)

@@ -49,8 +49,8 @@ def base_url(site):
 
 
 @pytest.fixture(scope="session")
-def browser(tmp_path_factory):
-    with chromium(tmp_path_factory.mktemp("chromium-profile"), {"width": 1280, "height": 900}) as context:
+def browser(playwright, tmp_path_factory):
+    with chromium(playwright, tmp_path_factory.mktemp("chromium-profile"), {"width": 1280, "height": 900}) as context:
         yield context
 
 

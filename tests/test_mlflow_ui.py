@@ -76,8 +76,8 @@ def server(made, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with chromium(tmp_path_factory.mktemp("chromium-profile"), {"width": 1440, "height": 1000}) as context:
+def browser(playwright, tmp_path_factory):
+    with chromium(playwright, tmp_path_factory.mktemp("chromium-profile"), {"width": 1440, "height": 1000}) as context:
         yield context
 
 
