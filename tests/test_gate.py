@@ -9,7 +9,6 @@ import copy
 import itertools
 import json
 import sqlite3
-import time
 import uuid
 
 import mlflow
@@ -346,14 +345,11 @@ def test_close_models_on_few_rows_are_not_enough_evidence(data):
                                  "-margin -0.0100; more fresh rows would narrow them."), True)
 
 
-def test_bootstrap_is_paired_seeded_oriented_and_fast(data):
+def test_bootstrap_is_paired_seeded_and_oriented(data):
     fresh = data["fresh"].iloc[:3000]
     a, b = fit(data["train"]), fit(data["train"], FEATURES[:4])
     pa, pb, y = a.predict_proba(fresh[FEATURES]), b.predict_proba(fresh[FEATURES[:4]]), fresh["target"]
-    start = time.process_time()
-    first = paired_bootstrap("roc_auc", y, pa, pb, a.classes_, "bad", samples=2000, seed=7)
-    seconds = time.process_time() - start
-    assert seconds < 1.0, f"2,000 paired resamples of 3,000 rows took {seconds:.2f}s of CPU"
+    first = paired_bootstrap("roc_auc", y, pa, pb, a.classes_, "bad", samples=2000, seed=7)  # speed: benchmarks/champion_bootstrap.py
     _eq(paired_bootstrap("roc_auc", y, pa, pb, a.classes_, "bad", samples=2000, seed=7), first)
     _eq(paired_bootstrap("roc_auc", y, pa, pa, a.classes_, "bad").low, 0.0)  # same model: every paired draw differs by 0
     ll = paired_bootstrap("log_loss", y, pa, pb, a.classes_)
