@@ -16,12 +16,12 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['TEXT', 'NAME', 'URI', 'CANDIDATE_LIST', 'THRESHOLD_MAP', 'SEED', 'BUILTIN_STAGES', 'CONFIG_FILE', 'UsageError',
-           'Rule', 'at_least', 'between', 'one_of', 'setting', 'DataSettings', 'ValidateSettings', 'PrepareSettings',
-           'TrainSettings', 'EvaluateSettings', 'RegisterSettings', 'StageSpec', 'Config', 'config_from_dict',
-           'parse_overrides', 'merge', 'render_config', 'load_config', 'tracking_uri', 'artifact_location', 'runs_dir',
-           'data_path', 'store_errors', 'redact_uri', 'tracking_credentials', 'connection_uri', 'config_dict',
-           'html_table']
+__all__ = ['TEXT', 'NAME', 'URI', 'CANDIDATE_LIST', 'THRESHOLD_MAP', 'SEED', 'HOST', 'ROUTING_KEY', 'BUILTIN_STAGES',
+           'CONFIG_FILE', 'UsageError', 'Rule', 'at_least', 'between', 'one_of', 'setting', 'DataSettings',
+           'ValidateSettings', 'PrepareSettings', 'TrainSettings', 'EvaluateSettings', 'RegisterSettings',
+           'ServeSettings', 'StageSpec', 'Config', 'config_from_dict', 'parse_overrides', 'merge', 'render_config',
+           'load_config', 'tracking_uri', 'artifact_location', 'runs_dir', 'data_path', 'store_errors', 'redact_uri',
+           'tracking_credentials', 'connection_uri', 'config_dict', 'html_table']
 
 # %% ../nbs/00_config.ipynb #cb2bd959
 class UsageError(Exception):
@@ -122,6 +122,28 @@ class RegisterSettings:
     model_name: str | None = setting(None, "registered model name (default: the project name)", NAME)
     intended_use: str = setting("Decision support on data like the training data; review predictions before acting on them.", "intended use, written into the model card", TEXT)
 
+HOST = Rule("must be a host name or IP address to listen on, e.g. 127.0.0.1", lambda v: bool(v.strip()) and " " not in v.strip())
+ROUTING_KEY = Rule("must be header:NAME or column:NAME", lambda v: v.split(":", 1)[0] in ("header", "column") and bool(v.partition(":")[2].strip()))
+
+@dataclass(frozen=True)
+class ServeSettings:
+    "The model server (`mlops-nb serve`), its prediction log and its rollout safety limits."
+    host: str = setting("127.0.0.1", "address to listen on; any other than loopback needs a token (see token_env) unless --insecure-no-auth", HOST)
+    port: int = setting(8080, "TCP port to listen on", between(1, 65535))
+    workers: int = setting(1, "server processes; each loads the models and polls the registry", at_least(1))
+    token_env: str = setting("MLOPS_NB_TOKEN", "environment variable holding the bearer token clients must send (Authorization: Bearer ...)", TEXT)
+    max_body_bytes: int = setting(1048576, "largest request body accepted; a larger one gets 413", at_least(1024))
+    max_rows: int = setting(1000, "most rows in one /predict request; more gets 413", at_least(1))
+    prediction_log: str = setting("predictions/predictions.db", "the prediction log (SQLite, WAL mode), relative to the project folder", TEXT)
+    log_queue: int = setting(100000, "rows waiting to be written to the prediction log, per worker; beyond it rows are dropped and counted", at_least(1))
+    poll_seconds: float = setting(2.0, "how often every worker reads the rollout policy and the aliases from the registry", between(0.1, 3600))
+    routing_key: str = setting("header:X-Routing-Key", "what keeps a client on one arm of a canary or A/B split: header:NAME or column:NAME", ROUTING_KEY)
+    canary_min_requests: int = setting(100, "requests a canary must answer before its health is judged", at_least(1))
+    canary_error_margin: float = setting(0.02, "a canary whose error rate exceeds the champion's by more than this gets 0% of the traffic", between(0, 1))
+    canary_latency_margin_ms: float = setting(50.0, "a canary whose p95 latency exceeds the champion's by more than this many milliseconds gets 0%", at_least(0))
+    shadow_queue: int = setting(1000, "requests waiting for the shadow model, per worker; beyond it shadow copies are dropped and counted", at_least(1))
+    ab_min_labels: int = setting(100, "labelled requests each A/B arm needs before `ab-report` decides", at_least(2))
+
 # %% ../nbs/00_config.ipynb #3babb376
 BUILTIN_STAGES = ("ingest", "validate", "prepare", "train", "evaluate", "register")
 
@@ -145,6 +167,7 @@ class Config:
     train: TrainSettings = field(default_factory=TrainSettings)
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     register: RegisterSettings = field(default_factory=RegisterSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
     stages: tuple = setting(BUILTIN_STAGES, "stages in order: a built-in name, or {name: ..., notebook: runbooks/....ipynb} for your own",
                             Rule("must list at least one stage", lambda v: len(v) > 0))
     project_dir: Path = field(default=Path("."), metadata={"internal": True})

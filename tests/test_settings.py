@@ -56,6 +56,21 @@ INVALID = {
     "evaluate.bootstrap_samples": [("99", "setting 'evaluate.bootstrap_samples' must be at least 100, got 99")],
     "register.model_name": [('""', "setting 'register.model_name' must be a name"), ("team/churn", "without '/' or ':'")],
     "register.intended_use": [('""', "setting 'register.intended_use' must not be empty")],
+    "serve.host": [('""', "setting 'serve.host' must be a host name or IP address"), ('"0.0.0.0 x"', "must be a host name or IP address")],
+    "serve.port": [("0", "setting 'serve.port' must be between 1 and 65535, got 0"), ("65536", "must be between 1 and 65535")],
+    "serve.workers": [("0", "setting 'serve.workers' must be at least 1, got 0")],
+    "serve.token_env": [('""', "setting 'serve.token_env' must not be empty")],
+    "serve.max_body_bytes": [("100", "setting 'serve.max_body_bytes' must be at least 1024, got 100")],
+    "serve.max_rows": [("0", "setting 'serve.max_rows' must be at least 1, got 0")],
+    "serve.prediction_log": [('""', "setting 'serve.prediction_log' must not be empty")],
+    "serve.log_queue": [("0", "setting 'serve.log_queue' must be at least 1, got 0")],
+    "serve.poll_seconds": [("0", "setting 'serve.poll_seconds' must be between 0.1 and 3600, got 0")],
+    "serve.routing_key": [("X-User", "setting 'serve.routing_key' must be header:NAME or column:NAME"), ("cookie:id", "must be header:NAME or column:NAME")],
+    "serve.canary_min_requests": [("0", "setting 'serve.canary_min_requests' must be at least 1, got 0")],
+    "serve.canary_error_margin": [("1.5", "setting 'serve.canary_error_margin' must be between 0 and 1, got 1.5")],
+    "serve.canary_latency_margin_ms": [("-1", "setting 'serve.canary_latency_margin_ms' must be at least 0, got -1")],
+    "serve.shadow_queue": [("0", "setting 'serve.shadow_queue' must be at least 1, got 0")],
+    "serve.ab_min_labels": [("1", "setting 'serve.ab_min_labels' must be at least 2, got 1")],
     "stages": [("[]", "setting 'stages' must list at least one stage"), ("[ingest, {name: enrich}]", "stage 'enrich' is not built in, so it needs its notebook"),
                ("[ingest, ingest]", "stage names must be unique"), ("[ingest, train]", "stage 'train' needs stage(s) prepare before it"),
                ("[ingest, {name: ../up, notebook: up.ipynb}]", "bad stage name '../up'"),
@@ -70,6 +85,10 @@ VALID = {
     "train.max_train_rows": ["10"], "evaluate.thresholds": ["{log_loss: 0.5, f1: 0.1}", "{roc_auc: null}"], "evaluate.champion_tolerance": ["0"],
     "evaluate.confidence": ["0.51", "0.99"], "evaluate.min_comparison_rows": ["2"], "evaluate.bootstrap_samples": ["100"],
     "register.model_name": ["credit-risk", "null"], "register.intended_use": ["Screening."], "stages": ["[ingest, validate, prepare]"],
+    "serve.host": ["0.0.0.0", "localhost"], "serve.port": ["1", "65535"], "serve.workers": ["4"], "serve.token_env": ["API_TOKEN"],
+    "serve.max_body_bytes": ["1024"], "serve.max_rows": ["1"], "serve.prediction_log": ["/var/log/predictions.db"], "serve.log_queue": ["1"],
+    "serve.poll_seconds": ["0.5"], "serve.routing_key": ["column:customer_id", "header:X-User"], "serve.canary_min_requests": ["1"],
+    "serve.canary_error_margin": ["0", "1"], "serve.canary_latency_margin_ms": ["0"], "serve.shadow_queue": ["1"], "serve.ab_min_labels": ["2"],
 }
 
 
@@ -160,6 +179,12 @@ NUMERIC_RULES = {  # an independent statement of each numeric setting's valid ra
     "train.max_train_rows": (1, math.inf, False, False, True), "evaluate.champion_tolerance": (0, math.inf, False, False, False),
     "evaluate.confidence": (0.5, 1, True, True, False), "evaluate.min_comparison_rows": (2, math.inf, False, False, True),
     "evaluate.bootstrap_samples": (100, math.inf, False, False, True),
+    "serve.port": (1, 65535, False, False, True), "serve.workers": (1, math.inf, False, False, True),
+    "serve.max_body_bytes": (1024, math.inf, False, False, True), "serve.max_rows": (1, math.inf, False, False, True),
+    "serve.log_queue": (1, math.inf, False, False, True), "serve.poll_seconds": (0.1, 3600, False, False, False),
+    "serve.canary_min_requests": (1, math.inf, False, False, True), "serve.canary_error_margin": (0, 1, False, False, False),
+    "serve.canary_latency_margin_ms": (0, math.inf, False, False, False), "serve.shadow_queue": (1, math.inf, False, False, True),
+    "serve.ab_min_labels": (2, math.inf, False, False, True),
 }
 
 
