@@ -332,7 +332,8 @@ def tracking_uri(cfg:Config)->str: # The MLflow tracking URI the project records
 
 def artifact_location(cfg:Config)->str|None: # Artifact root for a new experiment; None lets a server decide
     "The project's artifact folder as a `file://` URI when the embedded store is used."
-    if tracking_uri(cfg).startswith("sqlite:///") and not cfg.tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI"):
+    embedded = f"sqlite:///{(cfg.project_dir / 'mlflow.db').resolve()}"
+    if tracking_uri(cfg) == embedded:  # also when MLFLOW_TRACKING_URI names the project's own store
         return (cfg.project_dir / "mlartifacts").resolve().as_uri()
     return None
 

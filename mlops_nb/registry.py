@@ -21,14 +21,15 @@ from mlflow.tracking import MlflowClient
 from .config import UsageError, redact_uri, store_errors
 
 # %% auto #0
-__all__ = ['AUDIT_PREFIX', 'SOURCES', 'CHAMPION', 'CHALLENGER', 'utc_now', 'current_user', 'AliasChange', 'record_change',
-           'audit_trail', 'audit_frame', 'lock_path', 'alias_lock', 'Registration', 'champion_version', 'move_alias',
-           'register_version', 'parse_version', 'get_version', 'promote', 'champion_history', 'rollback',
+__all__ = ['AUDIT_PREFIX', 'SOURCES', 'ROLLOUT', 'CHAMPION', 'CHALLENGER', 'utc_now', 'current_user', 'AliasChange',
+           'record_change', 'audit_trail', 'audit_frame', 'lock_path', 'alias_lock', 'Registration', 'champion_version',
+           'move_alias', 'register_version', 'parse_version', 'get_version', 'promote', 'champion_history', 'rollback',
            'model_versions', 'model_card']
 
 # %% ../nbs/06_registry.ipynb #e9962e49
 AUDIT_PREFIX = "mlops_nb.audit."  # Registered-model tag keys of the audit trail
-SOURCES = ("gate", "register", "promote", "force", "rollback")
+SOURCES = ("gate", "register", "promote", "force", "rollback", "rollout", "auto-rollback")
+ROLLOUT = "rollout"  # the `alias` of a change of rollout policy (canary, shadow, A/B, blue-green): not an alias, recorded in the same trail
 
 def utc_now()->str: # ISO 8601 time in UTC with milliseconds, e.g. 2026-01-31T09:15:02.123Z
     "The current time in UTC."
@@ -86,7 +87,7 @@ def audit_frame(changes:list, # `AliasChange`s, oldest first
                )->pd.DataFrame: # One row per change, as `mlops-nb audit` prints it
     "The audit trail as a table."
     cols = ["at", "who", "alias", "from", "to", "source", "why"]
-    rows = [{"at": c.at, "who": c.who, "alias": "@" + c.alias, "from": "-" if c.from_version is None else f"v{c.from_version}",
+    rows = [{"at": c.at, "who": c.who, "alias": c.alias if c.alias == ROLLOUT else "@" + c.alias, "from": "-" if c.from_version is None else f"v{c.from_version}",
              "to": "-" if c.to_version is None else f"v{c.to_version}", "source": c.source, "why": c.why} for c in changes]
     return pd.DataFrame(rows, columns=cols)
 

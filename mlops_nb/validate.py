@@ -320,9 +320,13 @@ def _missing_rows(codes:np.ndarray, placeholder:np.ndarray)->np.ndarray:
 
 # %% ../nbs/02_validate.ipynb #4b8ba74e
 _INT64 = (-2.0 ** 63, np.nextafter(2.0 ** 63, 0))  # the floats that fit in an int64
+_LARGEST = float(np.finfo(float).max)  # beyond it a number is infinite: refused, whatever the bounds
 
 def _check_bounds(numbers:np.ndarray, usable:np.ndarray, c:_Check):
     spec = c.spec
+    infinite = usable & np.isinf(numbers)
+    c.flag_numbers(infinite, numbers, "type_errors", "not a finite number", lambda x: f"not a finite number ({_cut(_number(x))})")
+    usable = usable & ~infinite
     if spec.kind == "integer":
         with np.errstate(invalid="ignore"): fraction = usable & (np.mod(numbers, 1) != 0)
         c.flag_numbers(fraction, numbers, "type_errors", "not an integer",
@@ -339,9 +343,9 @@ def _check_bounds(numbers:np.ndarray, usable:np.ndarray, c:_Check):
                        lambda x: f"{_number(x)} above max {_number(spec.max)}")
 
 def _all_fine(numbers:np.ndarray, spec:ColumnSpec, whole:bool)->bool:
-    "Quick test: no number is missing, out of range, or (in an `integer` column) fractional; then nothing needs flagging."
+    "Quick test: no number is missing, infinite, out of range, or (in an `integer` column) fractional; then nothing needs flagging."
     if not len(numbers): return True
-    low, high = -math.inf if spec.min is None else spec.min, math.inf if spec.max is None else spec.max
+    low, high = -_LARGEST if spec.min is None else max(spec.min, -_LARGEST), _LARGEST if spec.max is None else min(spec.max, _LARGEST)
     if spec.kind == "integer": low, high = max(low, _INT64[0]), min(high, _INT64[1])
     if not (numbers.min() >= low and numbers.max() <= high): return False  # also when there is a NaN
     return whole or spec.kind != "integer" or bool((numbers == np.floor(numbers)).all())
@@ -595,14 +599,18 @@ def _quarantined(df:pd.DataFrame, arrays:dict, drop:np.ndarray, reasons:np.ndarr
     quarantined.columns = df.columns.append(pd.Index([name for name, _ in added]))
     return quarantined
 
-def _schema(df:pd.DataFrame, contract:Contract, unknown_columns:str)->list:
+def _checked(contract:Contract, features_only:bool)->tuple:
+    "The contract columns a batch is checked against: all but `ignore` ones, or only the features."
+    return tuple(c for c in contract.columns if (c.role == "feature" if features_only else c.role != "ignore"))
+
+def _schema(df:pd.DataFrame, contract:Contract, unknown_columns:str, features_only:bool=False)->list:
     "Batch-level checks; the data columns that are not in the contract."
     if not isinstance(df, pd.DataFrame): raise TypeError(f"validate needs a pandas DataFrame, got {type(df).__name__}")
     if unknown_columns not in UNKNOWN_COLUMNS:
         raise ValueError(f"unknown_columns must be one of {', '.join(UNKNOWN_COLUMNS)}, got {unknown_columns!r}")
     columns, names = df.columns.tolist(), {c.name for c in contract.columns}
     present = set(columns)
-    absent = [c.name for c in contract.columns if c.role != "ignore" and c.name not in present]
+    absent = [c.name for c in _checked(contract, features_only) if c.name not in present]
     if absent:
         found = ", ".join(map(str, columns[:20])) + (", ..." if len(columns) > 20 else "")
         raise DataQualityError(f"the data is missing contract columns {absent} (found: {found}). Rename the columns in the "
@@ -620,17 +628,18 @@ def _schema(df:pd.DataFrame, contract:Contract, unknown_columns:str)->list:
             "in mlops.yaml such columns are left out of the accepted rows instead.")
     return columns, extra
 
-def _validate(df:pd.DataFrame, contract:Contract, unknown_columns:str, small:bool)->ValidationResult:
-    columns, extra = _schema(df, contract, unknown_columns)
+def _validate(df:pd.DataFrame, contract:Contract, unknown_columns:str, small:bool, features_only:bool=False)->ValidationResult:
+    columns, extra = _schema(df, contract, unknown_columns, features_only)
     n = len(df)
     arrays, copies = _columns(df, columns, small)
     checks = {spec.name: _check_column(arrays[spec.name], spec, spec.name == contract.target, small)
-              for spec in contract.columns if spec.role != "ignore"}
+              for spec in _checked(contract, features_only)}
     bad = np.zeros(n, dtype=bool)
     for c in checks.values():
         for p in c.positions: bad[p] = True
     keep, drop = np.flatnonzero(~bad), np.flatnonzero(bad)
-    classes = checks[contract.target].classes[keep]
+    unchecked = {c.name for c in contract.columns if c.role in ("target", "time")} if features_only else set()
+    classes = np.zeros(0, dtype=np.intp) if features_only else checks[contract.target].classes[keep]
     counts = np.bincount(classes[classes >= 0], minlength=len(contract.classes))
     reasons = {k: v for c in checks.values() for k, v in c.reasons.items()}
     keys = [_row_key(values, checks[col].codes if col in checks else None, small) for col, values in arrays.items()] if n > 1 else []
@@ -641,18 +650,20 @@ def _validate(df:pd.DataFrame, contract:Contract, unknown_columns:str, small:boo
         out_of_range={name: c.counts["out_of_range"] for name, c in checks.items() if c.counts["out_of_range"]},
         unseen_categories={name: c.unseen for name, c in checks.items() if c.unseen},
         null_violations={name: c.counts["null_violations"] for name, c in checks.items() if c.counts["null_violations"]},
-        missing_columns=[c.name for c in contract.columns if c.name not in arrays],
+        missing_columns=[c.name for c in contract.columns if c.name not in arrays and c.name not in unchecked],
         extra_columns=extra,
         duplicates=_duplicates(keys, n, small),
-        class_balance={str(k): int(v) for k, v in zip(contract.classes, counts)},
+        class_balance={} if features_only else {str(k): int(v) for k, v in zip(contract.classes, counts)},
         reasons=dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
         quarantine_share=len(drop) / n if n else 0.0)
-    return ValidationResult(_accepted(df, arrays, checks, bad, {c.name for c in contract.columns}, small, copies),
+    return ValidationResult(_accepted(df, arrays, checks, bad, {c.name for c in contract.columns} - unchecked, small, copies),
                             _quarantined(df, arrays, drop, _reasons_by_row(list(checks.values()), len(drop))), report)
 
 def validate(df:pd.DataFrame, # A batch of data, one row per example
              contract:Contract, # The project's data contract
-             unknown_columns:str="ignore" # Columns not in the contract: "ignore" (reported, left out of `accepted`) or "fail"
+             unknown_columns:str="ignore", # Columns not in the contract: "ignore" (reported, left out of `accepted`) or "fail"
+             features_only:bool=False, # Check the feature columns only: the target and time column are neither required nor checked
             )->ValidationResult: # Accepted rows, quarantined rows with reasons, and the quality report
     "Check every row of `df` against `contract`; accept clean rows (coerced) and quarantine the rest with reasons."
-    return _validate(df, contract, unknown_columns, small=isinstance(df, pd.DataFrame) and len(df) <= SMALL_BATCH)
+    return _validate(df, contract, unknown_columns, small=isinstance(df, pd.DataFrame) and len(df) <= SMALL_BATCH,
+                     features_only=features_only)

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import mlflow
 import pandas as pd
+from conftest import cli_command, cli_env
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -28,8 +29,6 @@ from mlops_nb.pipeline import experiment_id, init_project
 from mlops_nb.prepare import build_preprocessor
 from mlops_nb.registry import champion_version, register_version
 from mlops_nb.train import model_pipeline
-
-from conftest import cli_command, cli_env
 
 
 def example_frame(name: str = "breast-cancer") -> pd.DataFrame:
@@ -71,7 +70,7 @@ def add_version(project: Path, estimator=None, *, gate_passed: bool = True, prom
         model.fit(X, y)
     uri = f"sqlite:///{Path(project).resolve() / 'mlflow.db'}"
     client = MlflowClient(uri)
-    previous = mlflow.get_tracking_uri()
+    previous, env = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     try:
         exp = experiment_id(client, cfg)
@@ -84,6 +83,8 @@ def add_version(project: Path, estimator=None, *, gate_passed: bool = True, prom
                                compared_with=current if promote else -1, run_id=run.info.run_id)
     finally:
         mlflow.set_tracking_uri(previous)
+        if env is None: os.environ.pop("MLFLOW_TRACKING_URI", None)  # set_tracking_uri exports it; later servers must not inherit it
+        else: os.environ["MLFLOW_TRACKING_URI"] = env
     return reg.version
 
 

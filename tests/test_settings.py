@@ -364,3 +364,15 @@ def test_comparison_settings_checked_as_the_evaluate_stage_reads_them(name, valu
     except ValueError: stage_ok = False
     _eq(check_ok, stage_ok)
     if check_ok: ComparisonRule.from_config(cfg)
+
+
+def test_the_embedded_store_keeps_artifacts_in_the_project_even_when_named_by_the_environment(tmp_path, monkeypatch):
+    "A process that exported MLFLOW_TRACKING_URI for the project's own store (mlflow.set_tracking_uri does) must not send artifacts to ./mlruns."
+    from mlops_nb.config import artifact_location, config_from_dict
+    cfg = config_from_dict({"project": "p"}, tmp_path)
+    own = (tmp_path / "mlartifacts").resolve().as_uri()
+    _eq(artifact_location(cfg), own)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{(tmp_path / 'mlflow.db').resolve()}")
+    _eq(artifact_location(cfg), own)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    _eq(artifact_location(cfg), None)

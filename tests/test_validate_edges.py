@@ -2,6 +2,8 @@
 not list, booleans mistaken for numbers, integers too big for int64, missing categories written as "None", duplicates."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -151,10 +153,33 @@ def test_huge_tiny_and_infinite_numbers(cancer):
     df = pd.DataFrame({"x": pd.Series([1e308, -1e-308, "inf", 10 ** 400, "1e999", -np.inf], dtype=object),
                        "label": ["churn"] * 6})
     result = both_paths(df, Contract((ColumnSpec("x", "numeric", min=-1e300, max=1e308), LABEL), "label"))
-    _eq(result.quarantined["_reasons"].tolist(), ["x: inf above max 1e+308", "x: inf above max 1e+308",
-                                                  "x: inf above max 1e+308", "x: -inf below min -1e+300"])
+    _eq(result.quarantined["_reasons"].tolist(), ["x: not a finite number ('inf')", "x: not a finite number ('inf')",
+                                                  "x: not a finite number ('inf')", "x: not a finite number ('-inf')"])
     _eq(result.quarantined["_row"].tolist(), [2, 3, 4, 5])
     _eq(result.accepted["x"].tolist(), [1e308, -1e-308])
+    _eq(result.report.type_errors, {"x": 4})
+    _eq(result.report.out_of_range, {})
+
+
+@pytest.mark.parametrize("kind", ["numeric", "integer"])
+def test_infinite_numbers_are_refused_without_bounds_and_nan_is_missing(kind):
+    "No min/max: ±inf in any form is 'not a finite number'; NaN (a float or the text 'nan') is a missing value."
+    finite = lambda sign: f"x: not a finite number ('{sign}inf')"
+    cells = pd.Series([1.0, math.inf, -math.inf, "inf", " -Infinity", "1e999", -(10 ** 400), math.nan, "nan", 2.0], dtype=object)
+    floats = pd.Series([1.0, math.inf, -math.inf, math.nan, 2.0])
+    for column, bad, reasons, missing in [(cells, [1, 2, 3, 4, 5, 6], ["", "-", "", "-", "", "-"], [7, 8]),
+                                          (floats, [1, 2], ["", "-"], [3])]:
+        df = pd.DataFrame({"x": column, "label": ["churn"] * len(column)})
+        result = both_paths(df, Contract((ColumnSpec("x", kind), LABEL), "label"))
+        _eq(result.quarantined["_row"].tolist(), bad)
+        _eq(result.quarantined["_reasons"].tolist(), [finite(sign) for sign in reasons])
+        _eq(result.report.type_errors, {"x": len(bad)})
+        accepted = [i for i in range(len(column)) if i not in bad]
+        _eq(result.accepted.index.tolist(), accepted)
+        _eq(result.accepted["x"].isna().tolist(), [i in missing for i in accepted])
+        strict = validate(df, Contract((ColumnSpec("x", kind, nullable=False), LABEL), "label"))
+        _eq(strict.quarantined["_row"].tolist(), sorted(bad + missing))
+        _eq(strict.quarantined["_reasons"].tolist()[-len(missing):], ["x: missing (not nullable)"] * len(missing))
 
 
 @pytest.mark.parametrize("pandas2", [False, True])

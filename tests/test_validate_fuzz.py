@@ -135,7 +135,7 @@ def expect(v, spec:ColumnSpec, is_target:bool, utc:bool, exact:bool):
             text = v.strip() if isinstance(v, str) else str(v)  # a plain decimal as float() reads it, other text as pandas does
             plain = re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", text)
             x = float(text) if plain else float(pd.to_numeric(text, errors="coerce"))
-        if math.isnan(x): return ("bad",)
+        if math.isnan(x) or math.isinf(x): return ("bad",)
         if spec.kind == "integer" and not (math.isfinite(x) and x == int(x) and -(2.0 ** 63) <= x < 2.0 ** 63): return ("bad",)
         if (spec.min is not None and x < spec.min) or (spec.max is not None and x > spec.max): return ("bad",)
         return ("ok", int(v) if exact else x)

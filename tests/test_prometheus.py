@@ -1,0 +1,154 @@
+"""A real Prometheus (Debian's `prometheus` binary) scrapes the exporter over HTTP, loads the shipped alert rules, and
+answers queries with the exact values the server's worker processes counted."""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+from fastcore.test import test_eq as _eq
+from serving import add_version, free_port, running_server, served_project
+
+from mlops_nb.telemetry import read_log
+
+PROMETHEUS = "/usr/bin/prometheus"
+ALERTS = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "alerts.yml"
+DEADLINE = 60.0  # seconds any one wait may take
+
+
+@contextlib.contextmanager
+def killed_on_exit(process: subprocess.Popen):
+    "Stop `process` and its children, whatever happens."
+    try: yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try: process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def wait_for(what: str, check, log: Path | None = None, timeout: float = DEADLINE):
+    "Poll `check()` until it returns something other than None; fail with `what` after `timeout` seconds."
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            found = check()
+            if found is not None: return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} within {timeout:.0f} s" + (f":\n{log.read_text(errors='replace')[-3000:]}" if log else ""))
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def prometheus(folder: Path, target: str, rules: Path | None = None):
+    "A Prometheus on a free 127.0.0.1 port scraping `target` (host:port) every second; yields its URL."
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+              "scrape_configs": [{"job_name": "mlops-nb", "scrape_timeout": "1s", "static_configs": [{"targets": [target]}]}]}
+    if rules is not None: config["rule_files"] = [str(rules)]
+    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
+    port, log = free_port(), folder / "prometheus.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([PROMETHEUS, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+                                    f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    with killed_on_exit(process):
+        wait_for("Prometheus was not ready", lambda: True if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200 else None, log)
+        yield url, log
+
+
+def query(url: str, promql: str) -> list:
+    "The result of an instant query through Prometheus' HTTP API."
+    answer = httpx.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5).json()
+    assert answer["status"] == "success", answer
+    return answer["data"]["result"]
+
+
+def value_of(url: str, promql: str, log: Path, until=lambda v: True) -> str:
+    "Wait until `promql` has exactly one sample (for which `until` holds) and return its value as Prometheus sent it."
+    def check():
+        result = query(url, promql)
+        return result[0]["value"][1] if len(result) == 1 and until(result[0]["value"][1]) else None
+    return wait_for(f"Prometheus had no value for {promql}", check, log)
+
+
+EXPORTER = textwrap.dedent("""
+    import subprocess, sys
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from mlops_nb.telemetry import Metrics, prepare_multiprocess, render_metrics
+    prepare_multiprocess(sys.argv[1])
+    m = Metrics()
+    for _ in range(3): m.observe_request("/predict", 200, 3, 0.004)
+    m.log_queue_depth.set(5)
+    m.set_model(3, "champion", True)
+    other = "from mlops_nb.telemetry import Metrics\\nm = Metrics()\\nfor _ in range(4): m.observe_request('/predict', 200, 3, 0.004)"
+    subprocess.run([sys.executable, "-c", other], check=True)  # a second worker process, same folder
+    scrapes = []
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            scrapes.append(1)
+            if len(scrapes) == 3: m.log_dropped.inc(12)  # rows dropped after Prometheus has seen the counter at 0
+            body, content_type = render_metrics()
+            self.send_response(200); self.send_header("Content-Type", content_type); self.end_headers(); self.wfile.write(body)
+        def log_message(self, *args): pass
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+""")
+
+
+def test_prometheus_scrapes_the_exporter_and_fires_the_shipped_alert(tmp_path):
+    "Two worker processes' counts reach Prometheus summed; the shipped rules load and the log-drop alert fires."
+    exporter = subprocess.Popen([sys.executable, "-c", EXPORTER, str(tmp_path / "metrics")], stdout=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    with killed_on_exit(exporter):
+        port = int(exporter.stdout.readline())
+        with prometheus(tmp_path / "prometheus", f"127.0.0.1:{port}", rules=ALERTS) as (url, log):
+            _eq(value_of(url, 'up{job="mlops-nb"}', log), "1")
+            _eq(value_of(url, 'mlops_nb_requests_total{route="/predict",status="200",version="3"}', log), "7")
+            _eq(value_of(url, 'sum(mlops_nb_request_seconds_bucket{le="0.005"})', log), "7")
+            _eq(value_of(url, "mlops_nb_prediction_log_queue_depth", log), "5")
+            _eq(value_of(url, 'mlops_nb_model_info{alias="champion",version="3"}', log), "1")
+            _eq(value_of(url, 'ALERTS{alertname="MlopsNbPredictionLogDropping",alertstate="firing"}', log), "1")
+            _eq(value_of(url, "mlops_nb_prediction_log_dropped_total", log), "12")
+            _eq(query(url, 'ALERTS{alertname="MlopsNbNoModelLoaded"}'), [])
+
+
+def test_prometheus_scrapes_a_running_server(tmp_path):
+    "`mlops-nb serve` with two workers: Prometheus reads back exactly the /predict requests sent."
+    project = served_project(tmp_path)
+    version = add_version(project)
+    row = served_rows(project)[0]
+    with running_server(project, "--workers", "2") as server:
+        for _ in range(10):
+            _eq(httpx.post(f"{server.url}/predict", json=row, timeout=30).status_code, 200)
+        target = server.url.removeprefix("http://")
+        with prometheus(tmp_path / "prometheus", target) as (url, log):
+            total = f'sum(mlops_nb_requests_total{{route="/predict",status="200",version="{version}"}})'
+            _eq(value_of(url, total, log), "10")
+            _eq(value_of(url, f'sum(mlops_nb_predictions_total{{version="{version}"}})', log), "10")
+            _eq(value_of(url, f'max(mlops_nb_model_info{{alias="champion",version="{version}"}})', log), "1")
+            _eq(value_of(url, "sum(mlops_nb_prediction_log_written_total)", log, until=lambda v: v == "10"), "10")
+    _eq(len(read_log(project / "predictions" / "predictions.db", version=version)), 10)
+
+
+def served_rows(project: Path) -> list[dict]:
+    "Feature rows of the project's data (the target left out)."
+    import pandas as pd
+
+    from mlops_nb.config import load_config
+    from mlops_nb.contract import Contract
+    cfg = load_config(project)
+    contract = Contract.from_yaml(project / cfg.contract)
+    frame = pd.read_csv(project / cfg.data.path)
+    return frame[[c.name for c in contract.features]].head(5).to_dict("records")
