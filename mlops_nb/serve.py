@@ -37,8 +37,8 @@ from .served import ModelLoadError, ServedModel
 from .telemetry import Metrics, PredictionLog, prepare_multiprocess, render_metrics, version_stats
 
 # %% auto #0
-__all__ = ['PayloadError', 'rows_of', 'row_schema', 'request_schema', 'Snapshot', 'Worker', 'refresh', 'judge', 'Answer',
-           'answer', 'create_app', 'app_from_env', 'is_loopback', 'check_bind', 'serve']
+__all__ = ['PayloadError', 'rows_of', 'row_schema', 'request_schema', 'Snapshot', 'Worker', 'refresh', 'judge', 'Reply', 'answer',
+           'create_app', 'app_from_env', 'is_loopback', 'check_bind', 'serve']
 
 # %% ../nbs/07c_serve.ipynb #b81e7511
 class PayloadError(Exception):
@@ -296,7 +296,7 @@ def _score(model:ServedModel, rows:list, index:list)->tuple:
     return checked, [index[p] for p in checked.positions], labels, probabilities, problems
 
 @dataclass
-class Answer:
+class Reply:
     "The outcome of one `/predict` request."
     status: int
     body: dict
@@ -315,7 +315,7 @@ def answer(worker:Worker, # The worker
            key:str|None, # The routing key, if the request has one
            rid:str, # The request id
            started:float, # `time.perf_counter()` when the request arrived
-          )->Answer:
+          )->Reply:
     "Route, check, predict and log one request."
     index = [i for i, r in enumerate(rows) if r is not None]
     good = rows if len(index) == len(rows) else [rows[i] for i in index]
@@ -358,9 +358,9 @@ def answer(worker:Worker, # The worker
         try: worker._shadow.put_nowait((snap.models[decision.shadow], rid, good, index))
         except queue.Full: metrics.count(metrics.shadow_dropped, ())
     if not positions:
-        return Answer(422, {"error": "no row was accepted: see 'rejected' for the reason per row and field",
+        return Reply(422, {"error": "no row was accepted: see 'rejected' for the reason per row and field",
                             "request_id": rid, "rejected": rejected}, model.version)
-    return Answer(200, {"request_id": rid, "model": model.name, "version": model.version, "arm": arm,
+    return Reply(200, {"request_id": rid, "model": model.name, "version": model.version, "arm": arm,
                         "predictions": predictions, "probabilities": probs, "rejected": rejected}, model.version)
 
 # %% ../nbs/07c_serve.ipynb #84616a3d
