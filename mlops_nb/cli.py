@@ -380,6 +380,9 @@ def main(argv:list|None=None, # Arguments (default: `sys.argv[1:]`)
     "Entry point of the `mlops-nb` command."
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # store set-up chatter; the summary says what matters
+    import logging
+    with contextlib.suppress(ValueError, TypeError):  # mlflow read the variable when it was imported, maybe before it was set
+        logging.getLogger("mlflow").setLevel(os.environ["MLFLOW_LOGGING_LEVEL"].upper())
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars under `lineage`
     try: args = parser().parse_args(argv)
     except SystemExit as e: return e.code if isinstance(e.code, int) else 2  # --help, --version, or a usage error already printed
