@@ -244,11 +244,15 @@ def judge(worker:Worker)->tuple:
     if state is None or state.policy.mode != "canary" or state.policy.challenger is None or state.champion is None:
         return None, "no canary is running"
     champion, canary = state.champion, state.policy.challenger
-    stats = version_stats(worker.log_path, _epoch(state.policy.since), [champion, canary])
-    empty = {"requests": 0, "errors": 0, "error_rate": 0.0, "p50_ms": None, "p95_ms": None}
-    s = worker.settings
-    healthy, why = judge_canary(stats.get(champion, empty), stats.get(canary, empty), s.canary_min_requests,
-                                s.canary_error_margin, s.canary_latency_margin_ms)
+    problem = worker.problems.get(canary)
+    if problem is not None and state.policy.share > 0:  # it gets no traffic anyway: say so in the policy and the audit trail
+        healthy, why = False, f"v{canary} cannot be loaded: {problem}"
+    else:
+        stats = version_stats(worker.log_path, _epoch(state.policy.since), [champion, canary])
+        empty = {"requests": 0, "errors": 0, "error_rate": 0.0, "p50_ms": None, "p95_ms": None}
+        s = worker.settings
+        healthy, why = judge_canary(stats.get(champion, empty), stats.get(canary, empty), s.canary_min_requests,
+                                    s.canary_error_margin, s.canary_latency_margin_ms)
     if healthy is False and take_out_canary(worker.client, worker.name, state.policy.id, why):
         worker.metrics.canary_removed.inc()
         print(f"mlops-nb serve: canary v{canary} taken out: {why}", file=sys.stderr, flush=True)

@@ -288,6 +288,18 @@ def test_a_crashing_canary_is_taken_out(reset):
     print(f"crashing canary taken out after {len(versions)} requests: {entry.why}")
 
 
+def test_a_canary_that_cannot_be_loaded_is_taken_out(reset):
+    "It gets no traffic from the start; the policy goes to 0% and the audit trail says why, as for an unhealthy one."
+    live = reset
+    before = len(audit_trail(live["client"], live["name"]))
+    policy = set_policy(live["client"], live["name"], "canary", 50, version=4, reason="a canary that cannot be loaded")
+    with running_server(live["project"], *FAST, ready_timeout=60) as server, httpx.Client() as http:
+        versions = _until_taken_out(live, server, http, policy.id, limit_s=60)
+    _eq(set(versions) - {1}, set())  # whatever was sent before the removal was answered by the champion
+    entry = _taken_out(live, policy, before, versions, "v4 cannot be loaded")
+    print(f"unloadable canary taken out: {entry.why}")
+
+
 def test_a_slow_canary_is_taken_out(reset):
     live = reset
     before = len(audit_trail(live["client"], live["name"]))
