@@ -542,12 +542,11 @@ _FEEDBACK = {"required": True, "content": {_JSON: {"schema": {"type": "object", 
 # %% ../nbs/07c_serve.ipynb #f93a41ce
 def create_app(project_dir:Path|str, # The project folder (holds mlops.yaml)
                overrides:dict|None=None, # Nested settings that win over the file (from `parse_overrides`)
-               insecure_no_auth:bool=False, # Answer without checking the bearer token, even when one is configured
               )->FastAPI: # The application of one worker; its lifespan starts and stops the worker's threads
     "The FastAPI application that serves the project's model."
     cfg = load_config(project_dir, overrides)
     secret = os.environ.get(cfg.serve.token_env) or None
-    token = None if insecure_no_auth or secret is None else secret.encode("utf-8")
+    token = None if secret is None else secret.encode("utf-8")  # a configured token is always checked
     worker = Worker(cfg)
 
     async def lifespan(app:FastAPI):
@@ -623,7 +622,7 @@ _ENV = "MLOPS_NB_SERVE"  # how `serve` hands its settings to the worker processe
 def app_from_env()->FastAPI: # The application, built from the settings `serve` left in the environment
     "The application factory uvicorn's workers call."
     settings = json.loads(os.environ[_ENV])
-    return create_app(settings["project"], settings["overrides"], settings["insecure_no_auth"])
+    return create_app(settings["project"], settings["overrides"])
 
 def is_loopback(host:str)->bool: # True for localhost, 127.0.0.0/8 and ::1
     "Does `host` only accept connections from this machine?"
@@ -663,7 +662,7 @@ def serve(project_dir:Path|str=".", # The project folder
     shown = f"[{host}]" if ":" in host else host
     with tempfile.TemporaryDirectory(prefix="mlops-nb-metrics-") as folder:
         prepare_multiprocess(folder)
-        os.environ[_ENV] = json.dumps({"project": str(cfg.project_dir), "overrides": overrides or {}, "insecure_no_auth": insecure_no_auth})
+        os.environ[_ENV] = json.dumps({"project": str(cfg.project_dir), "overrides": overrides or {}})
         print(f"Serving '{cfg.model_name}' {what} on http://{shown}:{port} with {workers} worker{'s' if workers > 1 else ''} "
               f"(API docs at /docs)", flush=True)
         uvicorn.run("mlops_nb.serve:app_from_env", factory=True, host=host, port=port, workers=workers, loop="uvloop",

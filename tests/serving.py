@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -129,13 +128,14 @@ def running_server(project: Path, *args, env: dict | None = None, ready_timeout:
                 time.sleep(0.2)
         yield server
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try: process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop(process)
 
 
-def python() -> str:
-    return sys.executable
+def stop(process: subprocess.Popen, timeout: float = 20) -> None:
+    "Stop a process started with `start_new_session=True`, and its children: SIGTERM, then SIGKILL after `timeout` seconds."
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try: process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

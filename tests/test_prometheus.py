@@ -3,8 +3,6 @@ answers queries with the exact values the server's worker processes counted."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -14,7 +12,7 @@ from pathlib import Path
 import httpx
 import yaml
 from fastcore.test import test_eq as _eq
-from serving import add_version, free_port, running_server, served_project
+from serving import add_version, free_port, running_server, served_project, stop
 
 from mlops_nb.telemetry import read_log
 
@@ -27,13 +25,7 @@ DEADLINE = 60.0  # seconds any one wait may take
 def killed_on_exit(process: subprocess.Popen):
     "Stop `process` and its children, whatever happens."
     try: yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try: process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    finally: stop(process, timeout=10)
 
 
 def wait_for(what: str, check, log: Path | None = None, timeout: float = DEADLINE):

@@ -219,6 +219,10 @@ def test_token_is_required_when_configured(project, frame):
         _eq(httpx.get(s.url + "/health", timeout=10).status_code, 200)
         ok = httpx.post(s.url + "/predict", json=record, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
         _eq((ok.status_code, ok.json()["version"]), (200, 1))
+    # --insecure-no-auth only allows listening without a token: a token that is configured is still required
+    with running_server(project, "--insecure-no-auth", token=TOKEN) as s:
+        _eq(httpx.post(s.url + "/predict", json=record, timeout=10).status_code, 401)
+        _eq(httpx.post(s.url + "/predict", json=record, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).status_code, 200)
 
 
 def test_binds_loopback_and_refuses_other_hosts_without_a_token(project):
