@@ -16,12 +16,13 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['TEXT', 'NAME', 'URI', 'CANDIDATE_LIST', 'THRESHOLD_MAP', 'SEED', 'HOST', 'ROUTING_KEY', 'BUILTIN_STAGES',
-           'CONFIG_FILE', 'UsageError', 'Rule', 'at_least', 'between', 'one_of', 'setting', 'DataSettings',
-           'ValidateSettings', 'PrepareSettings', 'TrainSettings', 'EvaluateSettings', 'RegisterSettings',
-           'ServeSettings', 'StageSpec', 'Config', 'config_from_dict', 'parse_overrides', 'merge', 'render_config',
-           'load_config', 'tracking_uri', 'artifact_location', 'runs_dir', 'data_path', 'store_errors', 'redact_uri',
-           'tracking_credentials', 'connection_uri', 'config_dict', 'html_table']
+__all__ = ['TEXT', 'NAME', 'URI', 'CANDIDATE_LIST', 'THRESHOLD_MAP', 'SEED', 'HOST', 'ROUTING_KEY', 'DRIFT_TESTS', 'DURATION',
+           'COLUMN_TESTS', 'DRIFT_THRESHOLDS', 'BUILTIN_STAGES', 'CONFIG_FILE', 'UsageError', 'Rule', 'at_least',
+           'between', 'one_of', 'setting', 'DataSettings', 'ValidateSettings', 'PrepareSettings', 'TrainSettings',
+           'EvaluateSettings', 'RegisterSettings', 'ServeSettings', 'parse_duration', 'MonitorSettings',
+           'AlertSettings', 'MaintainSettings', 'StageSpec', 'Config', 'config_from_dict', 'parse_overrides', 'merge',
+           'render_config', 'load_config', 'tracking_uri', 'artifact_location', 'runs_dir', 'data_path', 'store_errors',
+           'redact_uri', 'tracking_credentials', 'connection_uri', 'config_dict', 'html_table']
 
 # %% ../nbs/00_config.ipynb #cb2bd959
 class UsageError(Exception):
@@ -144,6 +145,76 @@ class ServeSettings:
     shadow_queue: int = setting(1000, "requests waiting for the shadow model, per worker; beyond it shadow copies are dropped and counted", at_least(1))
     ab_min_labels: int = setting(100, "labelled requests each A/B arm needs before `ab-report` decides", at_least(2))
 
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+def parse_duration(text:str, # e.g. "90s", "15m", "6h", "30d", "2w"
+                  )->float: # Seconds
+    "Seconds in a duration written as a number and a unit (s, m, h, d or w)."
+    m = _DURATION.fullmatch(str(text))
+    if m is None or float(m.group(1)) <= 0:
+        raise UsageError(f"bad duration {text!r}: write a positive number and a unit, e.g. 90s, 15m, 6h, 30d or 2w")
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+def _duration_ok(text)->bool:
+    try: parse_duration(text)
+    except UsageError: return False
+    return True
+
+DRIFT_TESTS = ("psi", "ks", "chi2", "jensen_shannon", "wasserstein")
+DURATION = Rule("must be a duration such as 90s, 15m, 6h, 30d or 2w", _duration_ok)
+def _columns_ok(spec)->bool:
+    return all(isinstance(k, str) and isinstance(v, dict) and set(v) <= {"test", "threshold"}
+               and v.get("test", "auto") in ("auto", "none", *DRIFT_TESTS)
+               and (v.get("threshold") is None or (isinstance(v["threshold"], (int, float)) and not isinstance(v["threshold"], bool) and math.isfinite(v["threshold"])))
+               for k, v in spec.items())
+COLUMN_TESTS = Rule(f"must map column names to {{test: auto|none|{'|'.join(DRIFT_TESTS)}, threshold: NUMBER}}", _columns_ok)
+def _drift_thresholds_ok(bounds)->bool:
+    return _thresholds_ok(bounds) and all(v is None or v > 0 for v in bounds.values())
+DRIFT_THRESHOLDS = Rule("must map test names to positive numbers, e.g. {psi: 0.2}", _drift_thresholds_ok)
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    "Drift and performance monitoring (`mlops-nb monitor`) against the reference profile stored with each model version."
+    window: str = setting("24h", "window of the prediction log monitored when no --last, --since, --rows or --input is given", DURATION)
+    chunk_rows: int = setting(100000, "rows read and scored at a time, so a window larger than memory is streamed", at_least(1000))
+    bins: int = setting(100, "quantile bins per numeric feature in the reference profile", between(10, 1000))
+    max_categories: int = setting(50, "categories kept per categorical feature in the reference profile; rarer ones are counted as 'other'", at_least(1))
+    numeric_test: str = setting("auto", "drift test of numeric features: auto (Kolmogorov-Smirnov below large_n rows, else normed Wasserstein), psi, ks or wasserstein", one_of("auto", "psi", "ks", "wasserstein"))
+    categorical_test: str = setting("auto", "drift test of categorical features: auto (chi-squared below large_n rows, else Jensen-Shannon distance), psi, chi2 or jensen_shannon", one_of("auto", "psi", "chi2", "jensen_shannon"))
+    large_n: int = setting(1000, "from this many rows on, auto tests judge effect sizes instead of p-values", at_least(2))
+    p_value: float = setting(0.05, "p-value below which ks and chi2 call a column drifted", between(0, 1, exclusive=True))
+    thresholds: dict = setting({"psi": 0.2, "wasserstein": 0.1, "jensen_shannon": 0.1, "null_rate": 0.05, "unseen": 0.01, "prediction": 0.1, "multivariate": 0.1},
+                               "effect-size thresholds: psi, wasserstein (normed by the training std), jensen_shannon (distance), null_rate (change in share), unseen (share of rows with categories never seen), prediction (Jensen-Shannon distance of the predicted classes), multivariate (relative change in PCA reconstruction error)", DRIFT_THRESHOLDS)
+    columns: dict = setting({}, "per-column overrides, e.g. {age: {test: psi, threshold: 0.25}, id: {test: none}}", COLUMN_TESTS)
+    min_rows: int = setting(30, "fewest rows of a version in the window for drift to be judged; fewer gives the verdict 'not enough rows'", at_least(1))
+    min_labels: int = setting(100, "fewest labelled rows for the realized performance; fewer gives 'not enough labels yet'", at_least(2))
+    performance_drop: float = setting(0.05, "a primary metric (estimated or realized) this far below the held-out value of the version counts as a performance drop", at_least(0))
+    confidence: float = setting(0.95, "confidence of the intervals around estimated and realized performance", between(0.5, 1, exclusive=True))
+    multivariate: bool = setting(True, "also score a multivariate drift signal (PCA reconstruction error) that catches changes in how columns relate")
+    metrics_file: str = setting("monitoring/metrics.prom", "Prometheus gauges of the latest monitoring run (text format), relative to the project; `mlops-nb serve` adds them to /metrics", TEXT)
+
+@dataclass(frozen=True)
+class AlertSettings:
+    "When monitoring results become alerts: hysteresis, cooldown, grouping and where they go."
+    consecutive: int = setting(2, "windows in a row a signal must breach before its alert fires (and stay clear before it resolves)", at_least(1))
+    cooldown: str = setting("6h", "after a notification, the same alert is not sent again for this long", DURATION)
+    min_rows: int = setting(100, "windows with fewer rows count neither towards firing nor towards resolving", at_least(1))
+    drift_share: float = setting(0.1, "share of features that must drift for the data-drift alert", between(0, 1))
+    group_top: int = setting(5, "drifted features named in one grouped alert (the rest are counted)", at_least(1))
+    resolve: bool = setting(True, "send a notification when a firing alert resolves")
+    webhook_env: str = setting("MLOPS_NB_ALERT_WEBHOOK", "environment variable holding the URL alerts are POSTed to as JSON (unset: no webhook)", TEXT)
+
+@dataclass(frozen=True)
+class MaintainSettings:
+    "The retraining loop (`mlops-nb maintain`): when to retrain and on what."
+    data: str | None = setting(None, "fresh training data (CSV or Parquet, relative to the project) for a retrain; default: data.path", TEXT)
+    feedback: bool = setting(True, "add the prediction log's labelled rows (from /feedback) to the fresh data")
+    on_drift: bool = setting(True, "retrain when the data-drift alert fires")
+    on_performance: bool = setting(True, "retrain when the performance alert fires")
+    max_age: str | None = setting("30d", "retrain when the champion is older than this (empty: never by age)", DURATION)
+    every: str = setting("6h", "interval of `mlops-nb maintain --every` when no interval is given", DURATION)
+
 # %% ../nbs/00_config.ipynb #3babb376
 BUILTIN_STAGES = ("ingest", "validate", "prepare", "train", "evaluate", "register")
 
@@ -168,6 +239,9 @@ class Config:
     evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
     register: RegisterSettings = field(default_factory=RegisterSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    maintain: MaintainSettings = field(default_factory=MaintainSettings)
     stages: tuple = setting(BUILTIN_STAGES, "stages in order: a built-in name, or {name: ..., notebook: runbooks/....ipynb} for your own",
                             Rule("must list at least one stage", lambda v: len(v) > 0))
     project_dir: Path = field(default=Path("."), metadata={"internal": True})

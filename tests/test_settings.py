@@ -71,6 +71,35 @@ INVALID = {
     "serve.canary_latency_margin_ms": [("-1", "setting 'serve.canary_latency_margin_ms' must be at least 0, got -1")],
     "serve.shadow_queue": [("0", "setting 'serve.shadow_queue' must be at least 1, got 0")],
     "serve.ab_min_labels": [("1", "setting 'serve.ab_min_labels' must be at least 2, got 1")],
+    "monitor.window": [("24", "setting 'monitor.window' must be text, got 24"), ("24 hours", "setting 'monitor.window' must be a duration such as 90s"), ("1 day", "must be a duration"), ("0h", "must be a duration")],
+    "monitor.chunk_rows": [("999", "setting 'monitor.chunk_rows' must be at least 1000, got 999")],
+    "monitor.bins": [("9", "setting 'monitor.bins' must be between 10 and 1000, got 9")],
+    "monitor.max_categories": [("0", "setting 'monitor.max_categories' must be at least 1, got 0")],
+    "monitor.numeric_test": [("chi2", "setting 'monitor.numeric_test' must be one of auto, psi, ks, wasserstein, got 'chi2'")],
+    "monitor.categorical_test": [("ks", "setting 'monitor.categorical_test' must be one of auto, psi, chi2, jensen_shannon, got 'ks'")],
+    "monitor.large_n": [("1", "setting 'monitor.large_n' must be at least 2, got 1")],
+    "monitor.p_value": [("0", "setting 'monitor.p_value' must be greater than 0 and less than 1, got 0")],
+    "monitor.thresholds": [("{psi: 0}", "setting 'monitor.thresholds' must map test names to positive numbers"), ("{psi: high}", "positive numbers")],
+    "monitor.columns": [("{age: {test: anova}}", "setting 'monitor.columns' must map column names to {test: auto|none|psi"), ("{age: psi}", "must map column names")],
+    "monitor.min_rows": [("0", "setting 'monitor.min_rows' must be at least 1, got 0")],
+    "monitor.min_labels": [("1", "setting 'monitor.min_labels' must be at least 2, got 1")],
+    "monitor.performance_drop": [("-0.1", "setting 'monitor.performance_drop' must be at least 0, got -0.1")],
+    "monitor.confidence": [("1", "setting 'monitor.confidence' must be greater than 0.5 and less than 1, got 1")],
+    "monitor.multivariate": [("maybe", "setting 'monitor.multivariate' must be true or false, got 'maybe'")],
+    "monitor.metrics_file": [('""', "setting 'monitor.metrics_file' must not be empty")],
+    "alerts.consecutive": [("0", "setting 'alerts.consecutive' must be at least 1, got 0")],
+    "alerts.cooldown": [("soon", "setting 'alerts.cooldown' must be a duration")],
+    "alerts.min_rows": [("0", "setting 'alerts.min_rows' must be at least 1, got 0")],
+    "alerts.drift_share": [("1.5", "setting 'alerts.drift_share' must be between 0 and 1, got 1.5")],
+    "alerts.group_top": [("0", "setting 'alerts.group_top' must be at least 1, got 0")],
+    "alerts.resolve": [("sometimes", "setting 'alerts.resolve' must be true or false")],
+    "alerts.webhook_env": [('""', "setting 'alerts.webhook_env' must not be empty")],
+    "maintain.data": [('""', "setting 'maintain.data' must not be empty")],
+    "maintain.feedback": [("1", "setting 'maintain.feedback' must be true or false, got 1")],
+    "maintain.on_drift": [("yes please", "setting 'maintain.on_drift' must be true or false")],
+    "maintain.on_performance": [("0", "setting 'maintain.on_performance' must be true or false")],
+    "maintain.max_age": [("30", "must be text, got 30"), ("30 days", "setting 'maintain.max_age' must be a duration")],
+    "maintain.every": [("-6h", "setting 'maintain.every' must be a duration")],
     "stages": [("[]", "setting 'stages' must list at least one stage"), ("[ingest, {name: enrich}]", "stage 'enrich' is not built in, so it needs its notebook"),
                ("[ingest, ingest]", "stage names must be unique"), ("[ingest, train]", "stage 'train' needs stage(s) prepare before it"),
                ("[ingest, {name: ../up, notebook: up.ipynb}]", "bad stage name '../up'"),
@@ -89,6 +118,14 @@ VALID = {
     "serve.max_body_bytes": ["1024"], "serve.max_rows": ["1"], "serve.prediction_log": ["/var/log/predictions.db"], "serve.log_queue": ["1"],
     "serve.poll_seconds": ["0.5"], "serve.routing_key": ["column:customer_id", "header:X-User"], "serve.canary_min_requests": ["1"],
     "serve.canary_error_margin": ["0", "1"], "serve.canary_latency_margin_ms": ["0"], "serve.shadow_queue": ["1"], "serve.ab_min_labels": ["2"],
+    "monitor.window": ["1h", "90s", "2w"], "monitor.chunk_rows": ["1000"], "monitor.bins": ["10", "1000"], "monitor.max_categories": ["1"],
+    "monitor.numeric_test": ["psi", "ks", "wasserstein", "auto"], "monitor.categorical_test": ["chi2", "jensen_shannon"], "monitor.large_n": ["2"],
+    "monitor.p_value": ["0.01"], "monitor.thresholds": ["{psi: 0.25, wasserstein: 0.2}"], "monitor.columns": ["{age: {test: psi, threshold: 0.25}, id: {test: none}}"],
+    "monitor.min_rows": ["1"], "monitor.min_labels": ["2"], "monitor.performance_drop": ["0"], "monitor.confidence": ["0.9"],
+    "monitor.multivariate": ["false"], "monitor.metrics_file": ["/var/lib/node_exporter/mlops.prom"],
+    "alerts.consecutive": ["1"], "alerts.cooldown": ["30m"], "alerts.min_rows": ["1"], "alerts.drift_share": ["0", "1"], "alerts.group_top": ["1"],
+    "alerts.resolve": ["false"], "alerts.webhook_env": ["ALERT_URL"], "maintain.data": ["fresh.csv", "null"], "maintain.feedback": ["false"],
+    "maintain.on_drift": ["false"], "maintain.on_performance": ["false"], "maintain.max_age": ["null", "90d"], "maintain.every": ["1h"],
 }
 
 
@@ -144,6 +181,7 @@ def test_valid_value_passes_the_checks(project, name, value):
     actual = cfg
     for part in name.split("."): actual = getattr(actual, part)
     if name == "evaluate.thresholds": expected = {k: v for k, v in merge({"roc_auc": 0.7}, expected).items() if v is not None}
+    if name == "monitor.thresholds": expected = merge(Config().monitor.thresholds, expected)
     if name in ("train.candidates", "stages"): actual = list(actual)
     _eq(actual, expected)
 
@@ -185,6 +223,13 @@ NUMERIC_RULES = {  # an independent statement of each numeric setting's valid ra
     "serve.canary_min_requests": (1, math.inf, False, False, True), "serve.canary_error_margin": (0, 1, False, False, False),
     "serve.canary_latency_margin_ms": (0, math.inf, False, False, False), "serve.shadow_queue": (1, math.inf, False, False, True),
     "serve.ab_min_labels": (2, math.inf, False, False, True),
+    "monitor.chunk_rows": (1000, math.inf, False, False, True), "monitor.bins": (10, 1000, False, False, True),
+    "monitor.max_categories": (1, math.inf, False, False, True), "monitor.large_n": (2, math.inf, False, False, True),
+    "monitor.p_value": (0, 1, True, True, False), "monitor.min_rows": (1, math.inf, False, False, True),
+    "monitor.min_labels": (2, math.inf, False, False, True), "monitor.performance_drop": (0, math.inf, False, False, False),
+    "monitor.confidence": (0.5, 1, True, True, False), "alerts.consecutive": (1, math.inf, False, False, True),
+    "alerts.min_rows": (1, math.inf, False, False, True), "alerts.drift_share": (0, 1, False, False, False),
+    "alerts.group_top": (1, math.inf, False, False, True),
 }
 
 
