@@ -85,7 +85,7 @@ def experiment_id(client, cfg:Config)->str: # The project's MLflow experiment, c
 
 # %% ../nbs/09_pipeline.ipynb #10d6ac5e
 RUNBOOKS = Path(mlops_nb.__file__).parent / "runbooks"
-GITIGNORE = "# written by mlops-nb: local MLflow store, its alias lock, run outputs and the prediction log\nmlflow.db\nmlflow.db.aliases.lock\nmlartifacts/\nruns/\npredictions/\n"
+GITIGNORE = "# written by mlops-nb: local MLflow store, its alias lock, run outputs, the prediction log and monitoring output\nmlflow.db\nmlflow.db.aliases.lock\nmlartifacts/\nruns/\npredictions/\nmonitoring/\n"
 
 class _Undo:
     "Remember what a block creates or replaces, so that `undo` can put things back."
