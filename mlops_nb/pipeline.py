@@ -382,7 +382,7 @@ def _cancel_pending_tasks()->None:
 KERNEL_ERRORS = (RuntimeError, TimeoutError, OSError)  # a kernel that fails to start, answer or stop
 WARM_IMPORTS = ("pandas", "numpy", "sklearn", "matplotlib.pyplot", "mlflow", "mlflow.sklearn", "skops.io",
                 "mlops_nb.data", "mlops_nb.contract", "mlops_nb.validate", "mlops_nb.prepare", "mlops_nb.train",
-                "mlops_nb.evaluate", "mlops_nb.registry", "mlops_nb.stage")
+                "mlops_nb.evaluate", "mlops_nb.registry", "mlops_nb.stage", "mlops_nb.profile", "mlops_nb.monitor")
 
 def start_warm_kernel(cwd:Path, # Working directory of the kernel
                       imports:tuple=WARM_IMPORTS, # Modules to load before the stage runs

@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import random
+import re
 import sys
 import tempfile
 import threading
@@ -539,6 +540,19 @@ _FEEDBACK = {"required": True, "content": {_JSON: {"schema": {"type": "object", 
     "request_id": {"type": "string", "minLength": 1, "maxLength": 200}, "label": {"type": ["string", "number", "boolean"]},
     "row": {"type": "integer", "minimum": 0}}}}}}
 
+# %% ../nbs/07c_serve.ipynb #7b68639e
+_SAMPLE = re.compile(rb"#.*|([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? \S+( -?[0-9]+)?|")
+
+def _monitoring_gauges(path:Path, # The gauges file (`monitor.metrics_file` of the project)
+                       served:set, # Sample names the server itself exports: a file that repeats one is ignored
+                      )->bytes: # The file's text, or nothing
+    "The monitoring gauges to append to `/metrics`: nothing when the file is missing, unreadable or not Prometheus text."
+    try: text = path.read_bytes()
+    except OSError: return b""
+    lines = [_SAMPLE.fullmatch(line) for line in text.splitlines()]
+    if not all(lines) or any(m.group(1) and m.group(1).decode() in served for m in lines): return b""
+    return text if text.endswith(b"\n") or not text else text + b"\n"
+
 # %% ../nbs/07c_serve.ipynb #f93a41ce
 def create_app(project_dir:Path|str, # The project folder (holds mlops.yaml)
                overrides:dict|None=None, # Nested settings that win over the file (from `parse_overrides`)
@@ -548,6 +562,7 @@ def create_app(project_dir:Path|str, # The project folder (holds mlops.yaml)
     secret = os.environ.get(cfg.serve.token_env) or None
     token = None if secret is None else secret.encode("utf-8")  # a configured token is always checked
     worker = Worker(cfg)
+    gauges = cfg.project_dir / cfg.monitor.metrics_file
 
     async def lifespan(app:FastAPI):
         worker.start()
@@ -590,10 +605,11 @@ def create_app(project_dir:Path|str, # The project folder (holds mlops.yaml)
 
     @app.get("/metrics", summary="Prometheus metrics", responses={401: {"description": "token"}})
     async def metrics(request:Request)->Response:
-        "Prometheus text format, summed over the server's workers."
+        "Prometheus text format, summed over the server's workers, then the gauges of the latest monitoring run."
         if not _authorized(request.headers, token): return _refuse(401, "a valid bearer token is required (Authorization: Bearer TOKEN)")
         body, content_type = await run_in_threadpool(render_metrics, worker.metrics)
-        return Response(body, media_type=content_type)
+        extra = await run_in_threadpool(_monitoring_gauges, gauges, worker.metrics.names())
+        return Response(body + extra, media_type=content_type)
 
     @app.post("/feedback", status_code=202, openapi_extra={"requestBody": _FEEDBACK},
               responses={404: {"description": "unknown request id"}, 422: {"description": "not a class"}, **_RESPONSES})

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['ROLES', 'ARMS', 'STATUSES', 'MASK', 'SCHEMA', 'COLUMNS', 'BUSY_SECONDS', 'LATENCY_BUCKETS', 'PROBABILITY_BUCKETS',
            'MULTIPROC_ENV', 'LogEntry', 'mask_pii', 'PredictionLogError', 'PredictionLog', 'read_log', 'version_stats',
-           'labelled', 'Metrics', 'prepare_multiprocess', 'render_metrics']
+           'labelled', 'iter_log', 'Metrics', 'prepare_multiprocess', 'render_metrics']
 
 # %% ../nbs/07a_telemetry.ipynb #ad51f78f
 import atexit
@@ -325,6 +325,39 @@ def labelled(path:Path|str, # The prediction log
            f"JOIN feedback f ON f.request_id = p.request_id AND f.row = p.row{where} ORDER BY p.ts, p.rowid")
     with contextlib.closing(_connect(path)) as con:
         return _frame(con.execute(sql, params).fetchall(), columns)
+
+# %% ../nbs/07a_telemetry.ipynb #67f005f3
+def iter_log(path:Path|str, # The prediction log
+             since:float|None=None, # Earliest `ts` (seconds since the epoch), inclusive
+             until:float|None=None, # Latest `ts`, exclusive
+             rows:int|None=None, # Only the this many rows written last
+             chunk_rows:int=100_000, # Rows per chunk: bounds the memory used
+             labels:bool=False, # Add a `label` column with the row's feedback label (None when none)
+            ): # Yields DataFrames with the `LogEntry` fields as columns (plus `label`), oldest first
+    "A window of the prediction log, a chunk at a time."
+    if chunk_rows < 1: raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+    path = _existing(path)
+    if path is None or (rows is not None and rows < 1): return
+    where, params = _where(since, until, alias="p")
+    columns = (*COLUMNS, "label") if labels else COLUMNS
+    selected = ", ".join([f"p.{c}" for c in COLUMNS] + (["f.label"] if labels else []))
+    join = " LEFT JOIN feedback f ON f.request_id = p.request_id AND f.row = p.row" if labels else ""
+    also = where.replace(" WHERE ", " AND ", 1)
+    with contextlib.closing(_connect(path)) as con:
+        last = con.execute("SELECT MAX(rowid) FROM predictions").fetchone()[0]
+        if last is None: return
+        if rows is not None:
+            found = con.execute(f"SELECT p.rowid FROM predictions p{where} ORDER BY p.rowid DESC LIMIT 1 OFFSET ?", [*params, int(rows) - 1]).fetchone()
+        else: found = None
+        if found is None: found = con.execute(f"SELECT MIN(p.rowid) FROM predictions p{where}", params).fetchone()
+        if found[0] is None: return
+        after = found[0] - 1
+        sql = f"SELECT p.rowid, {selected} FROM predictions p{join} WHERE p.rowid > ? AND p.rowid <= ?{also} ORDER BY p.rowid LIMIT ?"
+        while True:
+            records = con.execute(sql, [after, last, *params, int(chunk_rows)]).fetchall()
+            if not records: return
+            after = records[-1][0]
+            yield _frame([r[1:] for r in records], columns)
 
 # %% ../nbs/07a_telemetry.ipynb #d3b45592
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # Seconds

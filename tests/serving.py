@@ -53,10 +53,13 @@ def project_client(project: Path) -> MlflowClient:
 def add_version(project: Path, estimator=None, *, gate_passed: bool = True, promote: bool = True,
                 model=None, rows: slice | None = None) -> int:
     """Fit `estimator` (default: a logistic regression) behind the project's preprocessing, log it as the train stage
-    does (skops, signature, the contract under `contract/`) and register it. With `promote` and a passing gate it
-    becomes @champion (compare-and-set against the current one); otherwise it is @challenger only.
+    does (skops, signature, the contract under `contract/`, the reference profile under `profile/`, built on the same
+    rows as training and held-out rows) and register it. With `promote` and a passing gate it becomes @champion
+    (compare-and-set against the current one); otherwise it is @challenger only.
     `model`: an already fitted pipeline to log instead."""
     from sklearn.linear_model import LogisticRegression
+
+    from mlops_nb.profile import build_profile, log_profile
 
     cfg = load_config(project)
     contract = Contract.from_yaml(Path(project) / cfg.contract)
@@ -77,6 +80,8 @@ def add_version(project: Path, estimator=None, *, gate_passed: bool = True, prom
             info = mlflow.sklearn.log_model(model, name="model", serialization_format="skops", skops_trusted_types=trusted_types(model),
                                             signature=infer_signature(X.head(5), model.predict(X.head(5))), input_example=X.head(2))
             mlflow.log_artifact(str(Path(project) / cfg.contract), "contract")
+            log_profile(client, run.info.run_id, build_profile(frame, frame, model, contract, cfg.data.positive_class, cfg.monitor.bins,
+                                                               cfg.monitor.max_categories, seed=cfg.seed, name=cfg.model_name))
         current = champion_version(client, cfg.model_name)
         reg = register_version(client, cfg.model_name, info.model_uri, gate_passed,
                                compared_with=current if promote else -1, run_id=run.info.run_id)

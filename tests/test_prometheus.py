@@ -144,3 +144,87 @@ def served_rows(project: Path) -> list[dict]:
     contract = Contract.from_yaml(project / cfg.contract)
     frame = pd.read_csv(project / cfg.data.path)
     return frame[[c.name for c in contract.features]].head(5).to_dict("records")
+
+
+# ---------------------------------------------------------------- the monitoring gauges through /metrics
+
+def monitoring_result(version: int = 1) -> dict:
+    "A monitoring result with drift (3 of 4 features) and a dropped estimated performance for `version`."
+    columns = [{"column": f"f{i}", "kind": "numeric", "test": "wasserstein", "statistic": 0.5 - i / 10, "threshold": 0.1,
+                "drifted": i < 3} for i in range(4)]
+    return {"created": "2026-03-01T12:00:00+00:00", "versions": [{
+        "version": version, "rows": 800, "columns": columns, "drifted": ["f0", "f1", "f2"], "drift_share": 0.75,
+        "multivariate": {"statistic": 0.3, "threshold": 0.1, "drifted": True}, "prediction": None,
+        "performance": {"metric": "roc_auc", "reference": 0.96, "estimated": {"value": 0.81}, "realized": {"value": None}, "dropped": True},
+        "verdict": "drift", "reason": ""}]}
+
+
+def test_metrics_append_the_monitoring_gauges_file_when_it_is_usable(tmp_path):
+    "/metrics = the server's metrics + the gauges file; a missing, unreadable, garbled or clashing file is left out."
+    from fastapi.testclient import TestClient
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from mlops_nb.alerts import gauges_text
+    from mlops_nb.serve import create_app
+    project = served_project(tmp_path)
+    gauges = project / "monitoring" / "metrics.prom"
+    with TestClient(create_app(project)) as client:
+        def scrape() -> str:
+            answer = client.get("/metrics")
+            _eq(answer.status_code, 200)
+            families = {f.name for f in text_string_to_metric_families(answer.text)}  # the whole body parses
+            assert "mlops_nb_requests" in families, sorted(families)
+            return answer.text
+        own = scrape()
+        assert "mlops_nb_drift_share" not in own, "no monitoring run yet"
+        gauges.parent.mkdir()
+        text = gauges_text(monitoring_result(), {"data_drift/1": "page"})
+        gauges.write_text(text)
+        body = scrape()
+        assert body.endswith(text), body[-500:]
+        p = subprocess.run(["/usr/bin/promtool", "check", "metrics"], input=body, capture_output=True, text=True, timeout=60, check=False)
+        _eq(p.returncode, 0)
+        gauges.write_text(text.rstrip("\n"))  # no final newline: one is added so the next scrape is not broken
+        _eq(scrape().endswith(text), True)
+        for bad in ("this is not prometheus text\n", 'mlops_nb_requests_total{route="/predict"} 5\n', "\xff\xfe garbage"):
+            gauges.write_bytes(bad.encode("latin-1"))
+            body = scrape()
+            assert bad.strip()[-20:] not in body and "mlops_nb_drift_share" not in body, body[-300:]
+        gauges.unlink()
+        gauges.mkdir()  # unreadable: a folder where the file should be
+        _eq("mlops_nb_drift_share" in scrape(), False)
+
+
+def test_alert_rules_query_only_the_exporter_and_the_monitoring_gauges():
+    "Every metric a shipped rule queries is exported by the server or written by the monitoring run (`gauges_text`)."
+    from test_telemetry import promql_metric_names
+
+    from mlops_nb.alerts import GAUGES
+    from mlops_nb.telemetry import Metrics
+    rules = [r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]]
+    known = Metrics().names() | set(GAUGES) | {"up"}
+    monitoring = set()
+    for rule in rules:
+        used = promql_metric_names(rule["expr"])
+        assert used and used <= known, f"{rule['alert']} uses {sorted(used - known)}"
+        monitoring |= used & set(GAUGES)
+    _eq(monitoring, {"mlops_nb_alert_firing", "mlops_nb_drift_share", "mlops_nb_performance_dropped", "mlops_nb_multivariate_drift",
+                     "mlops_nb_monitor_last_run_timestamp_seconds"})
+
+
+def test_prometheus_fires_the_monitoring_alerts_from_a_served_gauges_file(tmp_path):
+    "`mlops-nb serve` carries a monitoring run's gauges; a real Prometheus scrapes them and the shipped rules fire."
+    from mlops_nb.alerts import gauges_text
+    project = served_project(tmp_path)
+    (project / "monitoring").mkdir()
+    (project / "monitoring" / "metrics.prom").write_text(gauges_text(monitoring_result(), {"data_drift/1": "page"}))
+    with running_server(project, wait_ready=False) as server:
+        wait_for("the server did not answer", lambda: True if httpx.get(f"{server.url}/health", timeout=2).status_code == 200 else None)
+        with prometheus(tmp_path / "prometheus", server.url.removeprefix("http://"), rules=ALERTS) as (url, log):
+            _eq(value_of(url, 'mlops_nb_drift_share{version="1"}', log), "0.75")
+            _eq(value_of(url, 'mlops_nb_performance{version="1",metric="roc_auc",kind="estimated"}', log), "0.81")
+            _eq(value_of(url, 'ALERTS{alertname="MlopsNbPerformanceDrop",alertstate="firing",version="1",metric="roc_auc",severity="page"}', log), "1")
+            _eq(value_of(url, 'ALERTS{alertname="MlopsNbMonitorAlertFiring",alertstate="firing",alert="data_drift",version="1",severity="page"}', log), "1")
+            _eq(value_of(url, 'ALERTS{alertname="MlopsNbDataDrift",alertstate="firing",version="1"}', log), "1")
+            _eq(value_of(url, 'ALERTS{alertname="MlopsNbMultivariateDrift",alertstate="firing",version="1"}', log), "1")
+            _eq(value_of(url, 'ALERTS{alertname="MlopsNbMonitoringStale",alertstate="firing"}', log), "1")  # the run is from March

@@ -1,0 +1,187 @@
+"Reference profiles: bins, categories, pii, JSON and MLflow storage (fail closed), and the streaming window counts."
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastcore.test import test_eq as _eq
+from fastcore.test import test_fail as _fail
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mlflow.tracking import MlflowClient
+from serving import add_version, project_client, served_project
+from sklearn.linear_model import LogisticRegression
+
+from mlops_nb.contract import ColumnSpec, Contract
+from mlops_nb.prepare import build_preprocessor
+from mlops_nb.profile import (
+    PROFILE_ARTIFACT,
+    CategoricalProfile,
+    NumericProfile,
+    Profile,
+    ProfileError,
+    WindowAccumulator,
+    _Binner,
+    build_profile,
+    load_profile,
+    log_profile,
+)
+from mlops_nb.train import model_pipeline
+
+
+def frame(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, n)
+    return pd.DataFrame({"x": x, "n": rng.integers(0, 4, n), "city": rng.choice(["a", "b", "c", "d"], n, p=[.4, .3, .2, .1]),
+                         "ssn": [f"{rng.integers(100, 999)}-{i:06d}" for i in range(n)], "y": np.where(x > 0, "pos", "neg")})
+
+
+CONTRACT = Contract((ColumnSpec("x", "numeric"), ColumnSpec("n", "integer"), ColumnSpec("city", "categorical", categories=("a", "b", "c", "d")),
+                     ColumnSpec("ssn", "categorical", pii=True), ColumnSpec("y", "categorical", role="target", categories=("neg", "pos"))), "y")
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    train, test = frame(800), frame(300, seed=1)
+    feats = [c.name for c in CONTRACT.features]
+    model = model_pipeline(build_preprocessor(CONTRACT, train), LogisticRegression()).fit(train[feats], train["y"])
+    return train, test, model, build_profile(train, test, model, CONTRACT, "pos", bins=50, max_categories=3, name="m")
+
+
+def test_numeric_bins_deduplicated_for_discrete_data():
+    p = NumericProfile.of(pd.Series([0, 0, 0, 1, 1, 5, None, np.inf, -np.inf]), bins=100)
+    _eq((p.edges, p.counts, p.sums, p.nulls, p.rows, p.min, p.max), ((0.0, 1.0, 5.0), (3, 2, 1, 0), (0.0, 2.0, 5.0, 0.0), 3, 9, 0.0, 5.0))
+    q = NumericProfile.of(pd.Series(np.arange(1000.0)), bins=10)
+    _eq((len(q.edges), q.counts[:3], q.counts[-1]), (11, (1, 99, 100), 0))  # 0 | 1..99 | 100..199 ...)
+
+
+def test_categorical_profile_keeps_top_and_other():
+    c = CategoricalProfile.of(pd.Series(["a"] * 4 + ["b"] * 3 + ["c", "d", "", None, 1.0, "1"]), max_categories=2)
+    _eq((c.categories, c.counts, c.nulls, c.rare), (("a", "b"), (4, 3, 4), 2, ("1", "c", "d")))  # 1.0 and "1" are one value
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=200), st.lists(st.floats(-2e6, 2e6), max_size=300))
+def test_binner_equals_searchsorted(reference, values):
+    edges = NumericProfile.of(pd.Series(reference)).edges
+    x = np.asarray(values + list(edges), dtype=float)
+    _eq(_Binner(edges)(x).tolist(), np.searchsorted(edges, x, "left").tolist())
+
+
+def test_build_profile_skips_pii_and_counts_outputs(fitted):
+    train, test, model, profile = fitted
+    _eq((sorted(profile.features), profile.skipped), (["city", "n", "x"], {"ssn": "pii"}))
+    _eq(profile.labels, ((train.y == "neg").sum(), (train.y == "pos").sum()))
+    predicted = model.predict(test[[c.name for c in CONTRACT.features]])
+    _eq(profile.predictions, ((predicted == "neg").sum(), (predicted == "pos").sum()))
+    _eq((profile.performance["n_test"], profile.features["city"].categories, profile.features["n"].edges), (300, ("a", "b", "c"), (0.0, 1.0, 2.0, 3.0)))
+    text = json.dumps(profile.to_dict(), allow_nan=False)
+    _eq(any(s in text for s in train.ssn), False)
+    _eq(Profile.from_dict(json.loads(text)), profile)
+
+
+def test_all_null_training_column_is_skipped_with_reason(fitted):
+    train, test, _, _ = fitted
+    contract = Contract(CONTRACT.columns + (ColumnSpec("gone", "numeric"),), "y")
+    feats = [c.name for c in contract.features]
+    train = train.assign(gone=np.nan)
+    model = model_pipeline(build_preprocessor(contract, train), LogisticRegression()).fit(train[feats], train["y"])
+    profile = build_profile(train, test.assign(gone=np.nan), model, contract, "pos")
+    _eq(profile.skipped, {"ssn": "pii", "gone": "all null in training"})
+
+
+def test_log_and_load_profile_fail_closed(fitted, tmp_path):
+    profile = fitted[3]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("e", artifact_location=str(tmp_path / "art"))
+    client.create_registered_model("m")
+    runs = [client.create_run(experiment).info.run_id for _ in range(4)]
+    for run in runs: client.create_model_version("m", f"runs:/{run}/model", run_id=run)
+    log_profile(client, runs[0], profile)
+    client.log_text(runs[2], "[1, 2", PROFILE_ARTIFACT)
+    client.log_text(runs[3], json.dumps({"format": 99}), PROFILE_ARTIFACT)
+    _eq(load_profile(client, "m", 1), replace(profile, version=1))
+    _fail(lambda: load_profile(client, "m", 2), contains="m v2 has no reference profile (trained before profiles were stored): re-run the pipeline")
+    _fail(lambda: load_profile(client, "m", 3), contains="m v3's reference profile is unreadable (JSONDecodeError")
+    _fail(lambda: load_profile(client, "m", 4), contains="m v4's reference profile is unreadable (ValueError)")
+    _fail(lambda: load_profile(client, "m", 7), contains="there is no m v7 in the registry")
+    with pytest.raises(ProfileError): load_profile(client, "nope", 1)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 600), max_size=4))
+def test_window_chunks_add_up_to_the_whole(fitted, cuts):
+    _, test, _, profile = fitted
+    window = pd.concat([test, frame(300, seed=2)], ignore_index=True)
+    window.loc[::7, "city"] = "zz"
+    window.loc[::11, "x"] = np.nan
+    whole = WindowAccumulator(profile)
+    whole.add(window, window["y"])
+    parts = WindowAccumulator(profile)
+    bounds = [0, *sorted(cuts), len(window)]
+    for a, b in itertools.pairwise(bounds):
+        parts.add(window.iloc[a:b], window["y"].iloc[a:b])
+    one, many = whole.counts(), parts.counts()
+    _eq({k: (v.counts, v.nulls, v.rows, v.unseen, v.min, v.max) for k, v in one.features.items()},
+        {k: (v.counts, v.nulls, v.rows, v.unseen, v.min, v.max) for k, v in many.features.items()})
+    _eq((many.rows, many.predictions, many.features["city"].unseen, many.features["x"].nulls),
+        (600, ((window.y == "neg").sum(), (window.y == "pos").sum()), {"zz": 86}, 55))
+
+
+def test_window_unseen_top_20_missing_columns_and_pii_never_counted(fitted):
+    profile = fitted[3]
+    rng = np.random.default_rng(0)
+    window = frame(3000, seed=3).drop(columns=["n"])
+    window["city"] = np.where(rng.random(3000) < 0.5, [f"new{i % 40}" for i in range(3000)], window["city"])
+    acc = WindowAccumulator(profile)
+    acc.add(window.iloc[:1000]); acc.add(window.iloc[1000:].drop(columns=["x"]))
+    counts = acc.counts()
+    _eq((counts.missing, counts.features["n"].absent, counts.features["x"].absent, counts.features["x"].nulls), (("n",), 3000, 2000, 2000))
+    _eq(len(counts.features["city"].unseen), 20)
+    _eq(counts.features["city"].counts[-1], int(window.city.str.startswith("new").sum()))
+    _eq("ssn" in counts.features or any(v.startswith("1") for v in counts.features["city"].unseen), False)
+    _eq("ssn" in json.dumps(counts.to_dict()), False)
+
+
+def test_labelled_rows_are_a_bounded_uniform_sample(fitted):
+    _, _, model, profile = fitted
+    feats = [c.name for c in CONTRACT.features]
+    acc = WindowAccumulator(profile, max_labelled=100)
+    for seed in range(5):
+        chunk = frame(300, seed=10 + seed)
+        labels = chunk["y"].where(np.arange(300) % 2 == 0)  # half the rows are labelled
+        acc.add(chunk, probabilities=model.predict_proba(chunk[feats]), labels=labels)
+    counts = acc.counts()
+    _eq((counts.n_labelled, len(counts.labels), counts.labelled_proba.shape, set(counts.labels)), (750, 100, (100, 2), {"neg", "pos"}))
+    _eq(sum(sum(v) for v in counts.probabilities.values()), 2 * 1500)
+
+
+def test_window_counting_is_fast_at_1m_rows_x_50_columns():
+    rng = np.random.default_rng(0)
+    n = 1_000_000
+    big = pd.DataFrame({**{f"n{i}": rng.normal(size=n) for i in range(25)},
+                        **{f"c{i}": pd.Series(rng.choice([f"v{j}" for j in range(20)], n), dtype="str") for i in range(25)}})
+    features = {c: NumericProfile.of(big[c].iloc[:50_000]) if c[0] == "n" else CategoricalProfile.of(big[c].iloc[:50_000]) for c in big.columns}
+    profile = Profile("m", 1, "", features, {}, "y", ("a", "b"), None, (1, 1), (1, 1))
+    start = time.perf_counter()
+    acc = WindowAccumulator(profile)
+    for i in range(0, n, 250_000): acc.add(big.iloc[i:i + 250_000])
+    counts = acc.counts()
+    seconds = time.perf_counter() - start
+    print(f"window counts of 1M x 50: {seconds:.2f} s")
+    _eq((sum(counts.features["n0"].counts), sum(counts.features["c0"].counts)), (n, n))
+    assert seconds < 4.0, f"{seconds:.2f} s"  # about 1 s on one free core; the margin is for a busy machine
+
+
+def test_add_version_logs_a_profile(tmp_path):
+    project = served_project(tmp_path)
+    version = add_version(project)
+    profile = load_profile(project_client(project), "served", version)
+    _eq((profile.version, profile.model, len(profile.features) > 0, profile.performance["n_test"]), (version, "served", True, 569))
+    _eq(Path(tmp_path / "project" / "mlflow.db").exists(), True)
