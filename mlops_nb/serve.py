@@ -590,7 +590,7 @@ def create_app(project_dir:Path|str, # The project folder (holds mlops.yaml)
         "200 when the champion is loaded and warm; 503 with the reason otherwise."
         snap = worker.snapshot
         if snap.why: return _json(503, {"ready": False, "why": snap.why})
-        return _json(200, {"ready": True, "model": worker.name, "version": snap.state.champion})
+        return _json(200, {"ready": True, "model": worker.name, "version": snap.state.champion, "worker": os.getpid()})
 
     @app.get("/version", summary="Model, loaded versions and rollout policy", responses={401: {"description": "token"}})
     async def version(request:Request)->Response:

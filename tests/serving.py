@@ -123,11 +123,15 @@ def running_server(project: Path, *args, env: dict | None = None, ready_timeout:
         if wait_ready:
             deadline = time.monotonic() + ready_timeout
             headers = {"Authorization": f"Bearer {token}"} if token else {}
+            workers = int(args[args.index("--workers") + 1]) if "--workers" in args else 1
+            ready = set()  # worker processes seen ready: each new connection may reach another one
             while True:
                 if process.poll() is not None:
                     raise AssertionError(f"the server exited with {process.returncode}:\n{server.output()}")
                 with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{server.url}/ready", timeout=2, headers=headers).status_code == 200: break
+                    answer = httpx.get(f"{server.url}/ready", timeout=2, headers=headers)
+                    if answer.status_code == 200: ready.add(answer.json()["worker"])
+                if len(ready) >= workers: break
                 if time.monotonic() > deadline:
                     raise AssertionError(f"the server was not ready within {ready_timeout}s:\n{server.output()}")
                 time.sleep(0.2)

@@ -186,7 +186,7 @@ def test_metrics_count_one_request_exactly(server, frame):
 
 def test_version_and_health(server):
     _eq(httpx.get(server.url + "/health", timeout=10).json(), {"status": "ok"})
-    _eq(httpx.get(server.url + "/ready", timeout=10).json(), {"ready": True, "model": "served", "version": 1})
+    _eq(httpx.get(server.url + "/ready", timeout=10).json(), {"ready": True, "model": "served", "version": 1, "worker": server.process.pid})
     v = httpx.get(server.url + "/version", timeout=10).json()
     _eq((v["model"], v["champion"], v["versions"], v["policy"]["mode"], v["ready"]), ("served", 1, [1], "champion", True))
 
