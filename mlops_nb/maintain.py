@@ -31,8 +31,8 @@ from .registry import CHAMPION, audit_trail, champion_version, current_user
 from .telemetry import labelled
 
 # %% auto #0
-__all__ = ['DRIFT_ALERTS', 'PERFORMANCE_ALERTS', 'ACTIONS', 'Decision', 'decide', 'champion_age', 'FreshData', 'fresh_data',
-           'MaintainOutcome', 'maintain_once', 'maintain_loop', 'maintain_main']
+__all__ = ['DRIFT_ALERTS', 'PERFORMANCE_ALERTS', 'ACTIONS', 'LOCK_FILE', 'Decision', 'decide', 'champion_age', 'FreshData',
+           'fresh_data', 'MaintainOutcome', 'maintain_once', 'maintain_loop', 'maintain_main']
 
 # %% ../nbs/09b_maintain.ipynb #07305115
 DRIFT_ALERTS = ("data_drift", "multivariate_drift", "prediction_drift")  # alerts `maintain.on_drift` acts on
@@ -274,6 +274,24 @@ def _record(client, run_id:str, outcome:MaintainOutcome, cfg:Config)->None:
     client.log_text(run_id, json.dumps(outcome.to_dict(), indent=2, default=str), "maintain/outcome.json")
     client.set_terminated(run_id, "FAILED" if outcome.action == "failed" else "FINISHED")
 
+LOCK_FILE = ".maintain.lock"  # in the runs folder: one round at a time per project folder (a cron line and a loop may overlap)
+
+@contextlib.contextmanager
+def _one_round(cfg:Config):
+    "Yields True while this process holds the project's round lock, False when another round holds it."
+    try: import fcntl
+    except ImportError:  # Windows: no advisory locks; rounds may overlap, the registry's compare-and-set still guards promotion
+        yield True
+        return
+    runs_dir(cfg).mkdir(parents=True, exist_ok=True)
+    with open(runs_dir(cfg) / LOCK_FILE, "a") as handle:
+        try: fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try: yield True
+        finally: fcntl.flock(handle, fcntl.LOCK_UN)
+
 def maintain_once(cfg:Config, # project config
                   progress:Callable|None=None, # called with each line of progress text
                  )->MaintainOutcome: # what the round did and why
@@ -287,9 +305,15 @@ def maintain_once(cfg:Config, # project config
             "mlflow.source.name": "mlops-nb maintain", "mlflow.user": current_user()})
         run_id = run.info.run_id
         try:
-            folder = runs_dir(cfg) / f"maintain-{stamp}-{run_id[:8]}"
-            folder.mkdir(parents=True, exist_ok=True)
-            outcome = _round(cfg, client, folder, say)
+            with _one_round(cfg) as mine:
+                if mine:
+                    folder = runs_dir(cfg) / f"maintain-{stamp}-{run_id[:8]}"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    outcome = _round(cfg, client, folder, say)
+                else:
+                    champion = champion_version(client, cfg.model_name)
+                    outcome = MaintainOutcome("nothing", f"another maintenance round is running in this project (it holds "
+                                              f"runs/{LOCK_FILE}), so this one did nothing", champion_before=champion, champion_after=champion)
         except KeyboardInterrupt:
             with contextlib.suppress(Exception): client.set_terminated(run_id, "KILLED")
             raise
