@@ -5,9 +5,10 @@ What it measures
 The same drift statistics on the same seeded files, two ways:
 
 * **mlops-nb** - the reference profile is built once from the reference file (timed apart: it happens at training
-  time), saved as JSON, and loaded; then the current file is streamed in chunks of `monitor.chunk_rows` rows
-  (`mlops_nb.batch.read_chunks`) into a `WindowAccumulator` and scored with `score_window`: the work of
-  `mlops-nb monitor --input FILE`, minus scoring the rows with the model. Two lines: the same per-column statistics as
+  time), saved as JSON, and loaded; then the profiled columns of the current file are streamed in chunks of
+  `monitor.chunk_rows` rows as Arrow tables (`mlops_nb.batch.read_tables`: text dictionary-encoded, no pandas frame)
+  into a `WindowAccumulator` and scored with `score_window`: the counting and scoring of
+  `mlops-nb monitor --input FILE`, minus validating the rows against the contract and scoring them with the model. Two lines: the same per-column statistics as
   Evidently (`mlops-nb`), and everything the profile holds (`mlops-nb (all of monitor)`: also the multivariate signal,
   a PCA reconstruction error per row).
 * **Evidently** (the peer) - `Report([DataDriftPreset()])` (0.7.x) on the reference and current files read with
@@ -222,18 +223,18 @@ def profile_worker(folder:Path, chunk_rows:int|None=None)->dict:
 
 def score(profile, path:Path, settings)->tuple:
     "Stream `path` through a WindowAccumulator and score it; (report, seconds reading, seconds counting, seconds scoring)."
-    from mlops_nb.batch import read_chunks
+    from mlops_nb.batch import read_tables
     from mlops_nb.drift import score_window
     from mlops_nb.profile import WindowAccumulator
 
     accumulator, reading, counting = WindowAccumulator(profile), 0.0, 0.0
-    chunks = read_chunks(path, chunk_rows=settings.chunk_rows)
+    chunks = read_tables(path, settings.chunk_rows, columns=list(profile.features))
     while True:
         start = time.perf_counter()
-        try: _, frame = next(chunks)
+        try: table = next(chunks)
         except StopIteration: break
         middle = time.perf_counter()
-        accumulator.add(frame)
+        accumulator.add(table)
         reading, counting = reading + middle - start, counting + time.perf_counter() - middle
     start = time.perf_counter()
     report = score_window(profile, accumulator.counts(), settings, "roc_auc")
@@ -242,13 +243,12 @@ def score(profile, path:Path, settings)->tuple:
 
 def warm_up(profile, path:Path, settings)->None:
     "Score 1,000 rows once: imports and first-use caches are not part of the timing."
-    import pyarrow.parquet as pq
-
+    from mlops_nb.batch import read_tables
     from mlops_nb.drift import score_window
     from mlops_nb.profile import WindowAccumulator
 
     accumulator = WindowAccumulator(profile)
-    accumulator.add(next(pq.ParquetFile(path).iter_batches(batch_size=1000)).to_pandas())
+    accumulator.add(next(read_tables(path, 1000, columns=list(profile.features))))
     score_window(profile, accumulator.counts(), settings, "roc_auc")
 
 

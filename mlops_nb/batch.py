@@ -27,9 +27,9 @@ from .served import ServedModel
 from .validate import DataQualityError, validate
 
 # %% auto #0
-__all__ = ['COMPRESSION', 'PROGRESS_MIN_BYTES', 'OUTPUT_COLUMNS', 'QUARANTINE_COLUMNS', 'input_schema', 'read_chunks',
-           'AtomicTable', 'open_model', 'output_schemas', 'score_chunk', 'quarantine_path', 'summary_line',
-           'score_file']
+__all__ = ['COMPRESSION', 'PROGRESS_MIN_BYTES', 'READ_BUFFER', 'OUTPUT_COLUMNS', 'QUARANTINE_COLUMNS', 'input_schema',
+           'read_chunks', 'read_tables', 'AtomicTable', 'open_model', 'output_schemas', 'score_chunk',
+           'quarantine_path', 'summary_line', 'score_file']
 
 # %% ../nbs/07d_batch.ipynb #5e12bc76
 COMPRESSION = {".gz": "gzip", ".bz2": "bz2", ".zip": "zip", ".xz": "xz", ".zst": "zstd"}
@@ -64,6 +64,12 @@ def _bar(total:int, unit:str, show:bool, name:str):
     return tqdm(total=total, unit=unit, unit_scale=True, unit_divisor=1024 if unit == "B" else 1000, desc=f"scoring {name}",
                 file=sys.stderr, disable=not show, leave=False, dynamic_ncols=True)
 
+READ_BUFFER = 1 << 20  # bytes read from a Parquet file at a time
+
+def _parquet(path:Path, text:list|None=None)->pq.ParquetFile:
+    "A Parquet file read a buffer at a time (pre-buffering would hold every page read until the file closes)."
+    return pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BUFFER, read_dictionary=text or None)
+
 def read_chunks(path:Path|str, # A CSV or Parquet file
                 chunk_rows:int=50_000, # Rows per chunk
                 progress:bool=False, # Show a progress bar on stderr (by bytes for CSV, by rows for Parquet)
@@ -75,7 +81,7 @@ def read_chunks(path:Path|str, # A CSV or Parquet file
     show = progress and path.stat().st_size >= PROGRESS_MIN_BYTES
     try:
         if table_format(path) == "parquet":
-            file = pq.ParquetFile(path)
+            file = _parquet(path)
             with _bar(file.metadata.num_rows, "rows", show, path.name) as bar:
                 for batch in file.iter_batches(batch_size=chunk_rows):
                     table = pa.Table.from_batches([batch], schema=schema)
@@ -97,6 +103,26 @@ def read_chunks(path:Path|str, # A CSV or Parquet file
     except pd.errors.EmptyDataError:
         return
     except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError, pa.ArrowException) as e:
+        raise UsageError(f"could not read {path.name} near row {start:,}: {_first_line(e)}") from None
+
+def read_tables(path:Path|str, # A CSV or Parquet file
+                chunk_rows:int=50_000, # Rows per chunk
+                columns:list|None=None, # Only these columns (those the file has); None: all
+               )->Iterator[pa.Table]: # The rows as Arrow tables (Parquet text dictionary-encoded; CSV: all text)
+    "The columns of a data file, a chunk at a time, as Arrow tables only: what counting needs, read without pandas."
+    if chunk_rows < 1: raise UsageError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    path, start = _existing(path), 0
+    schema = input_schema(path)
+    wanted = [n for n in schema.names if columns is None or n in set(columns)]
+    if table_format(path) != "parquet":
+        for table, _ in read_chunks(path, chunk_rows): yield table.select(wanted)
+        return
+    text = [n for n, t in zip(schema.names, schema.types) if n in wanted and (pa.types.is_string(t) or pa.types.is_large_string(t))]
+    try:
+        for batch in _parquet(path, text).iter_batches(batch_size=chunk_rows, columns=wanted):
+            yield pa.Table.from_batches([batch])
+            start += batch.num_rows
+    except (ValueError, OSError, pa.ArrowException) as e:
         raise UsageError(f"could not read {path.name} near row {start:,}: {_first_line(e)}") from None
 
 # %% ../nbs/07d_batch.ipynb #4ec3ae07

@@ -177,7 +177,7 @@ DRIFT_THRESHOLDS = Rule("must map test names to positive numbers, e.g. {psi: 0.2
 class MonitorSettings:
     "Drift and performance monitoring (`mlops-nb monitor`) against the reference profile stored with each model version."
     window: str = setting("24h", "window of the prediction log monitored when no --last, --since, --rows or --input is given", DURATION)
-    chunk_rows: int = setting(100000, "rows read and scored at a time, so a window larger than memory is streamed", at_least(1000))
+    chunk_rows: int = setting(25000, "rows read and scored at a time, so a window larger than memory is streamed in bounded memory", at_least(1000))
     bins: int = setting(100, "quantile bins per numeric feature in the reference profile", between(10, 1000))
     max_categories: int = setting(50, "categories kept per categorical feature in the reference profile; rarer ones are counted as 'other'", at_least(1))
     numeric_test: str = setting("auto", "drift test of numeric features: auto (Kolmogorov-Smirnov below large_n rows, else normed Wasserstein), psi, ks or wasserstein", one_of("auto", "psi", "ks", "wasserstein"))

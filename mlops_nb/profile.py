@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 
@@ -41,11 +43,21 @@ def _numbers(s:pd.Series)->np.ndarray:
     else: values = pd.to_numeric(s.map(lambda v: float(v) if isinstance(v, bool) else v), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     return np.where(np.isfinite(values), values, np.nan)
 
+def _arrow_numbers(column:pa.ChunkedArray)->np.ndarray|None:
+    "`_numbers` of an Arrow column of numbers or booleans, without pandas; None for a column of another type."
+    t = column.type
+    if not (pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)): return None
+    if not column.null_count: values = np.asarray(column.to_numpy(), dtype="float64")
+    else:
+        filled = pc.fill_null(column, pa.scalar(False if pa.types.is_boolean(t) else 0, t))
+        values = np.where(column.is_null().to_numpy(), np.nan, np.asarray(filled.to_numpy(), dtype="float64"))
+    return np.where(np.isfinite(values), values, np.nan)
+
 def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 class _Binner:
-    "`np.searchsorted(edges, x, 'left')` for many `x`: a lookup table on a fine grid, searchsorted only in cells holding an edge."
+    "`np.searchsorted(edges, x, 'left')` for many `x`: a lookup table on a fine grid, searchsorted only in cells holding two edges or more."
     def __init__(self, edges:np.ndarray):
         self.edges = edges = np.asarray(edges, dtype=float)
         lo, hi = edges[0], edges[-1]
@@ -58,16 +70,19 @@ class _Binner:
             starts, margin = self.start + np.arange(n) * width, width * 1e-6
             low, high = np.searchsorted(edges, starts - margin, "left"), np.searchsorted(edges, starts + width + margin, "left")
             low[0], high[-1] = 0, len(edges)  # the end cells take everything beyond them
-            self.table = np.where(low == high, low, -1)
+            self.table = np.where(high - low <= 1, low, -1)  # the bin of the cell's values at or below its edge (if any)
+            self.edge = np.where(high - low == 1, edges[np.minimum(low, len(edges) - 1)], np.inf)  # values above it: the next bin
 
     def __call__(self, x:np.ndarray)->np.ndarray:
         if self.table is None: return np.searchsorted(self.edges, x, "left")
         cell = (x - self.start) * self.scale
         np.clip(cell, 0, self.last, out=cell)
-        index = self.table[cell.astype(np.intp)]
+        cell = cell.astype(np.intp)
+        index = self.table[cell]
         unsure = np.flatnonzero(index < 0)
+        index += x > self.edge[cell]
         if len(unsure): index[unsure] = np.searchsorted(self.edges, x[unsure], "left")
-        if len(unsure) > 0.3 * len(x): self.table = None  # values sit on the edges (discrete data): searchsorted is faster
+        if len(unsure) > 0.3 * len(x): self.table = None  # values crowd the cells holding several edges: searchsorted is faster
         return index
 
 def _bin_numbers(values:np.ndarray, edges:np.ndarray, binner:_Binner|None=None)->tuple:
@@ -115,15 +130,39 @@ class NumericProfile:
 # %% ../nbs/08a_profile.ipynb #f0b2d016
 _RARE_KEPT = 10_000
 
-def _category_counts(s:pd.Series)->tuple:
-    "({category text: count}, nulls) of a column; missing tokens ('', 'NA', ...) are nulls."
+def _tally(pairs)->tuple:
+    "({category text: count}, nulls) of (value, count) pairs; missing tokens ('', 'NA', ...) are nulls."
     counts, nulls = {}, 0
-    for value, n in s.value_counts(dropna=False, sort=False).items():
+    for value, n in pairs:
         if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA or value is pd.NaT or \
            (isinstance(value, str) and value.strip().lower() in MISSING_TOKENS): nulls += int(n); continue
         key = label_key(value)
         counts[key] = counts.get(key, 0) + int(n)
     return counts, nulls
+
+def _category_counts(s:pd.Series)->tuple:
+    "({category text: count}, nulls) of a column; missing tokens ('', 'NA', ...) are nulls."
+    return _tally(s.value_counts(dropna=False, sort=False).items())
+
+def _decoded(column:pa.ChunkedArray)->pa.ChunkedArray:
+    "A dictionary-encoded Arrow column as its plain values (other columns as they are)."
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
+
+def _is_text(t:pa.DataType)->bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or (pa.types.is_dictionary(t) and _is_text(t.value_type))
+
+def _arrow_category_counts(column:pa.ChunkedArray)->tuple:
+    "`_category_counts` of an Arrow column of text, plain or dictionary-encoded: Python strings only for distinct values."
+    pairs = []
+    for chunk in column.chunks:
+        if pa.types.is_dictionary(chunk.type):
+            used = np.bincount(chunk.indices.drop_null().to_numpy(), minlength=len(chunk.dictionary))
+            pairs += [(v, n) for v, n in zip(chunk.dictionary.to_pylist(), used.tolist()) if n]
+            pairs.append((None, chunk.null_count))
+        else:
+            found = pc.value_counts(chunk)
+            pairs += zip(found.field("values").to_pylist(), found.field("counts").to_pylist())
+    return _tally(pairs)
 
 @dataclass(frozen=True)
 class CategoricalProfile:
@@ -371,6 +410,12 @@ class WindowCounts:
                    ReconstructionAccumulator.from_dict(d["reconstruction"]) if d["reconstruction"] else None, n_labelled=d["n_labelled"])
 
 # %% ../nbs/08a_profile.ipynb #7c92bada
+def _as_frame(table:pa.Table, reference:PcaReference)->pd.DataFrame:
+    "The columns of `table` the multivariate reference reads, as pandas (dictionary-encoded categories as `Categorical`: no string per row)."
+    numeric = [c for c in reference.numeric if c in table.column_names]
+    categorical = [c for c in reference.categorical if c in table.column_names]
+    return pa.table([_decoded(table.column(c)) for c in numeric] + [table.column(c) for c in categorical], names=numeric + categorical).to_pandas()
+
 class WindowAccumulator:
     "Streamed counts of one version's rows against its profile; memory bounded whatever the number of rows."
     def __init__(self, profile:Profile, # The version's reference profile
@@ -399,9 +444,10 @@ class WindowAccumulator:
         lookup = np.array([self._classes.get(label_key(u), -1) for u in uniques] + [-1], dtype=np.int64)
         return lookup[codes]  # code -1 (missing) picks the trailing -1
 
-    def _add_categorical(self, name:str, s:pd.Series)->None:
+    def _add_categorical(self, name:str, s:pd.Series|pa.ChunkedArray)->None:
         state = self._cat[name]
-        counts, nulls = _category_counts(s)
+        if isinstance(s, pa.ChunkedArray): counts, nulls = _arrow_category_counts(s) if _is_text(s.type) else _category_counts(_decoded(s).to_pandas())
+        else: counts, nulls = _category_counts(s)
         self._nulls[name] += nulls
         for key, n in counts.items():
             i = state["index"].get(key)
@@ -413,23 +459,27 @@ class WindowAccumulator:
         if len(state["unseen"]) > 50 * UNSEEN_NAMED:  # bounded: keep the most frequent
             state["unseen"] = dict(sorted(state["unseen"].items(), key=lambda kv: -kv[1])[:10 * UNSEEN_NAMED])
 
-    def add(self, features:pd.DataFrame, # A chunk of rows (feature columns; others are ignored)
+    def add(self, features:pd.DataFrame|pa.Table, # A chunk of rows (feature columns; others are ignored), as pandas or Arrow
             predictions=None, # Predicted class of each row, or None
             probabilities:np.ndarray|None=None, # (rows, classes) probabilities in the profile's class order, or None
             labels=None, # True label of each row (None/NaN where unknown), or None
            )->None:
         "Count one chunk."
-        n = len(features)
+        if isinstance(features, pa.RecordBatch): features = pa.Table.from_batches([features])
+        arrow = isinstance(features, pa.Table)
+        n, names = len(features), set(features.column_names if arrow else features.columns)
         self.rows += n
         for name in self.profile.features:
-            if name not in features.columns:
+            if name not in names:
                 self._absent[name] += n; self._nulls[name] += n
             elif name in self._num:
                 state = self._num[name]
-                counts, sums, nulls, low, high = _bin_numbers(_numbers(features[name]), state["edges"], state["binner"])
+                values = _arrow_numbers(features.column(name)) if arrow else None
+                if values is None: values = _numbers(_decoded(features.column(name)).to_pandas() if arrow else features[name])
+                counts, sums, nulls, low, high = _bin_numbers(values, state["edges"], state["binner"])
                 state["counts"] += counts; state["sums"] += sums; self._nulls[name] += nulls
                 if low is not None: state["min"], state["max"] = min(state["min"], low), max(state["max"], high)
-            else: self._add_categorical(name, features[name])
+            else: self._add_categorical(name, features.column(name) if arrow else features[name])
         k = len(self.profile.classes)
         if predictions is not None:
             index = self._class_index(predictions)
@@ -443,7 +493,7 @@ class WindowAccumulator:
             self._probabilities = counts if self._probabilities is None else self._probabilities + counts
             if self._scores is not None: self._scores.add(proba[ok])
             if labels is not None: self._keep_labelled(self._class_index(labels), proba, ok)
-        if self._reconstruction is not None: self._reconstruction.add(features)
+        if self._reconstruction is not None: self._reconstruction.add(_as_frame(features, self._reconstruction.ref) if arrow else features)
 
     def _keep_labelled(self, y:np.ndarray, proba:np.ndarray, ok:np.ndarray)->None:
         "Keep a uniform sample of at most `max_labelled` (label, probabilities) rows: the smallest random keys win."

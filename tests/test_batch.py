@@ -346,3 +346,45 @@ def test_a_version_that_cannot_be_served_is_one_line_and_status_1(project, tmp_p
     assert (code, out, err.count("\n")) == (1, "", 1), err
     assert err.startswith("error: ") and f"v{version}" in err and "Traceback" not in err, err
     _eq(sorted(p.name for p in tmp_path.iterdir()), ["in.csv"])
+
+
+def _allocated_between_chunks(chunks) -> list:
+    "Arrow's allocated bytes after each chunk is dropped."
+    import pyarrow as pa
+    sizes = []
+    for chunk in chunks:
+        del chunk
+        sizes.append(pa.total_allocated_bytes())
+    return sizes
+
+
+@pytest.mark.parametrize("reader", ["read_chunks", "read_tables"])
+def test_parquet_reading_memory_stays_flat_over_chunks(tmp_path, reader):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    rng = np.random.default_rng(0)
+    rows, columns = 400_000, 10
+    pq.write_table(pa.table({f"c{i}": rng.normal(size=rows) for i in range(columns)}), tmp_path / "big.parquet", row_group_size=50_000)
+    sizes = _allocated_between_chunks(getattr(batch, reader)(tmp_path / "big.parquet", 5000))
+    _eq(len(sizes), 80)
+    assert max(sizes[10:]) - sizes[10] < 2**20, [s // 2**20 for s in sizes]  # flat: read buffers are not held until the file closes
+    assert max(sizes) < rows * columns * 8 / 2, max(sizes) // 2**20  # well under the file's decoded size (pre-buffered: above it)
+
+
+def test_read_tables_projects_columns_and_encodes_text(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlops_nb.batch import read_tables
+    pq.write_table(pa.table({"x": [1, None, 3], "city": ["a", None, "b"], "big": pa.array(["u", "v", "w"], pa.large_string()), "skip": [0.5, 1.5, 2.5]}),
+                   tmp_path / "f.parquet")
+    tables = list(read_tables(tmp_path / "f.parquet", 2, columns=["city", "x", "big", "not there"]))
+    _eq([(t.num_rows, t.column_names) for t in tables], [(2, ["x", "city", "big"]), (1, ["x", "city", "big"])])
+    _eq([str(tables[0].schema.field(c).type) for c in ("x", "city", "big")],
+        ["int64", "dictionary<values=string, indices=int32, ordered=0>", "dictionary<values=string, indices=int32, ordered=0>"])
+    _eq(pa.concat_tables(tables).column("city").to_pylist(), ["a", None, "b"])
+    (tmp_path / "f.csv").write_text("x,city\n1,a\n,b\n")
+    _eq([t.to_pydict() for t in read_tables(tmp_path / "f.csv", 10, columns=["city"])], [{"city": ["a", "b"]}])
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not parquet")
+    with pytest.raises(UsageError, match="could not read bad.parquet"): list(read_tables(tmp_path / "bad.parquet"))
+    with pytest.raises(UsageError, match="chunk_rows must be at least 1"): list(read_tables(tmp_path / "f.csv", 0))

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from fastcore.test import test_eq as _eq
 from fastcore.test import test_fail as _fail
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 from serving import add_version, project_client, served_project
@@ -72,6 +72,83 @@ def test_binner_equals_searchsorted(reference, values):
     edges = NumericProfile.of(pd.Series(reference)).edges
     x = np.asarray(values + list(edges), dtype=float)
     _eq(_Binner(edges)(x).tolist(), np.searchsorted(edges, x, "left").tolist())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(-3, 30), min_size=1, max_size=300), st.lists(st.integers(-5, 35), max_size=300))
+def test_binner_bins_discrete_data_by_its_table(reference, values):
+    edges = NumericProfile.of(pd.Series(reference, dtype=float)).edges
+    x = np.asarray(values + list(edges), dtype=float)
+    binner = _Binner(edges)
+    _eq(binner(x).tolist(), np.searchsorted(edges, x, "left").tolist())
+    _eq(binner.table is None, len(edges) < 2)  # values on the edges are binned by the table, not searched one by one
+
+
+def test_binner_keeps_its_table_on_a_million_counts():
+    edges = NumericProfile.of(pd.Series(np.random.default_rng(0).poisson(40, 100_000), dtype=float)).edges
+    binner = _Binner(edges)
+    x = np.random.default_rng(1).poisson(42, 1_000_000).astype(float)
+    _eq(binner(x).tolist(), np.searchsorted(edges, x, "left").tolist())
+    _eq(binner.table is None, False)
+
+
+def _same(a, b, path="counts"):
+    "Equal, floats to 1e-9 relative: Parquet text read dictionary-encoded chunks at row-group ends, so sums add in another order."
+    if isinstance(a, dict) and isinstance(b, dict):
+        _eq(sorted(a), sorted(b))
+        for k in a: _same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list) and isinstance(b, list):
+        _eq(len(a), len(b))
+        for i, (x, y) in enumerate(zip(a, b)): _same(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float): assert a == b or abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b)), (path, a, b)
+    else: _eq(a, b)
+
+
+TEXT = st.sampled_from(["a", "b", "c", "zz", "", "NA", " a", "null", "1", "1.0", "TRUE", "true"]) | st.none()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.floats(-1e12, 1e12) | st.sampled_from([np.nan, np.inf, -np.inf]) | st.none(), st.integers(-2**60, 2**60) | st.none(),
+                          st.booleans() | st.none(), TEXT, TEXT), min_size=1, max_size=400),
+       st.integers(1, 120), st.booleans())
+def test_arrow_tables_count_like_the_frames_read(tmp_path_factory, rows, chunk_rows, large):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlops_nb.batch import read_chunks, read_tables
+    x, n, flag, city, code = zip(*rows)
+    text = pa.large_string() if large else pa.string()
+    table = pa.table({"x": pa.array(x, pa.float64()), "n": pa.array(n, pa.int64()), "flag": pa.array(flag, pa.bool_()),
+                      "city": pa.array(city, text), "code": pa.array(code, text), "other": pa.array(range(len(rows)))})
+    path = tmp_path_factory.mktemp("arrow") / "window.parquet"
+    pq.write_table(table, path, row_group_size=97)
+    reference = pd.DataFrame({"x": [0.5, 1.0, 1e300, -3.0], "n": [1, 2, 3, 4], "flag": [True, False, True, True], "city": ["a", "b", "b", "1"],
+                              "code": ["1", "2", "x", "3"]})
+    features = {"x": NumericProfile.of(reference.x), "flag": NumericProfile.of(reference.flag), "code": NumericProfile.of(reference.code),
+                "n": CategoricalProfile.of(reference.n, 2), "city": CategoricalProfile.of(reference.city, 1), "gone": CategoricalProfile.of(reference.city)}
+    profile = Profile("m", 1, "", features, {}, "y", ("a", "b"), None, (1, 1), (1, 1))
+    frames, arrow = WindowAccumulator(profile), WindowAccumulator(profile)
+    for _, frame in read_chunks(path, chunk_rows): frames.add(frame)
+    for chunk in read_tables(path, chunk_rows, columns=list(features)): arrow.add(chunk)
+    _eq(str(next(read_tables(path, chunk_rows, columns=["city"])).schema.field("city").type).startswith("dictionary"), True)
+    _same(arrow.counts().to_dict(), frames.counts().to_dict())
+
+
+def test_arrow_tables_give_the_multivariate_signal_of_the_frames(fitted, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlops_nb.batch import read_chunks, read_tables
+    profile = fitted[3]
+    window = pd.concat([frame(900, seed=5), frame(700, seed=6).assign(x=lambda d: d.x + 1)], ignore_index=True)
+    window.loc[::13, "city"] = None
+    pq.write_table(pa.Table.from_pandas(window, preserve_index=False), tmp_path / "w.parquet", row_group_size=500)
+    frames, arrow = WindowAccumulator(profile), WindowAccumulator(profile)
+    for _, chunk in read_chunks(tmp_path / "w.parquet", 300): frames.add(chunk)
+    for chunk in read_tables(tmp_path / "w.parquet", 300, columns=list(profile.features)): arrow.add(chunk)
+    _eq(profile.multivariate is None, False)
+    _same(arrow.counts().to_dict(), frames.counts().to_dict())  # the reconstruction error sums included
+    _eq(arrow.counts().reconstruction.n, 1600)
 
 
 def test_build_profile_skips_pii_and_counts_outputs(fitted):
