@@ -12,15 +12,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
-
 import httpx
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from .config import AlertSettings, parse_duration
-
-if TYPE_CHECKING:
-    from mlops_nb.drift import VersionReport
+from .drift import VersionReport
 
 # %% auto #0
 __all__ = ['SEVERITIES', 'STATE_FORMAT', 'GAUGES', 'Signal', 'signals', 'Notification', 'step', 'firing_alerts', 'webhook_url',
@@ -127,8 +123,10 @@ class Notification:
 STATE_FORMAT = 1
 
 def _entry(raw, alert:str, version:int)->dict:
-    fresh = {"alert": alert, "version": version, "firing": False, "streak": 0, "since": None, "notified": None, "severity": "report"}
+    fresh = {"alert": alert, "version": version, "firing": False, "streak": 0, "since": None, "notified": None, "severity": "report",
+             "calm": 0}
     ok = (isinstance(raw, dict) and isinstance(raw.get("firing"), bool) and isinstance(raw.get("streak"), int)
+          and isinstance(raw.get("calm", 0), int)
           and raw.get("severity") in SEVERITIES and all(raw.get(k) is None or isinstance(raw.get(k), (int, float)) for k in ("since", "notified")))
     return {**fresh, **{k: raw[k] for k in fresh if k in raw}, "alert": alert, "version": version} if ok else fresh
 
@@ -149,19 +147,21 @@ def step(policy:AlertSettings, # The alert policy (`cfg.alerts`)
         if s.breached is None or s.rows < policy.min_rows: continue
         if s.breached and e["firing"]:
             rose = SEVERITIES.index(s.severity) > SEVERITIES.index(e["severity"])
-            e["streak"], e["severity"] = 0, max(s.severity, e["severity"], key=SEVERITIES.index)
+            calmer = SEVERITIES.index(s.severity) < SEVERITIES.index(e["severity"])
+            e["streak"], e["calm"] = 0, e["calm"] + 1 if calmer else 0
+            if rose or e["calm"] >= policy.consecutive: e.update(severity=s.severity, calm=0)
             if rose or e["notified"] is None or now - e["notified"] >= cooldown:
                 e["notified"] = now
                 note("firing", s, e)
         elif s.breached:
             e["streak"] += 1
             if e["streak"] >= policy.consecutive:
-                e.update(firing=True, streak=0, since=now, notified=now, severity=s.severity)
+                e.update(firing=True, streak=0, since=now, notified=now, severity=s.severity, calm=0)
                 note("firing", s, e)
         elif e["firing"]:
             e["streak"] += 1
             if e["streak"] >= policy.consecutive:
-                e.update(firing=False, streak=0, since=None)
+                e.update(firing=False, streak=0, since=None, calm=0)
                 if policy.resolve: note("resolved", s, e)
         else: e["streak"] = 0
     keep = {k: e for k, e in alerts.items() if e["firing"] or e["streak"]}  # quiet alerts leave the state

@@ -21,9 +21,9 @@ import yaml
 from .config import html_table
 
 # %% auto #0
-__all__ = ['BOOLEAN_WORDS', 'KINDS', 'MISSING_TOKENS', 'ROLES', 'BOUND_MARGIN', 'PII_SHARE', 'label_key', 'label_lookup',
-           'ColumnSpec', 'Contract', 'ContractError', 'clean_missing', 'tolerant_bounds', 'detect_pii',
-           'infer_contract']
+__all__ = ['BOOLEAN_WORDS', 'KINDS', 'MISSING_TOKENS', 'ROLES', 'BOUND_MARGIN', 'PII_SHARE', 'DATE_PATTERN', 'label_key',
+           'label_lookup', 'ColumnSpec', 'Contract', 'ContractError', 'clean_missing', 'tolerant_bounds', 'detect_pii',
+           'looks_like_dates', 'infer_contract']
 
 # %% ../nbs/01a_contract.ipynb #b71e808e
 BOOLEAN_WORDS = {"true": True, "t": True, "yes": True, "false": False, "f": False, "no": False}  # text booleans
@@ -369,6 +369,30 @@ def detect_pii(s:pd.Series # A column (its name is read for hints)
     kinds = " and ".join(_PII_LABELS[k] for k in sorted(found, key=lambda k: (-found[k], k)) if found[k] >= 0.1 * len(values))
     return f"looks like {kinds} ({hits} of {len(values)} values)"
 
+# %% ../nbs/01a_contract.ipynb #a6ff2478
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
+_WEEKDAY = r"(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+)?"  # Mon, 31 Jan 2024
+_DAY = r"(?:\d{4}([-/.])\d{1,2}(?:\1\d{1,2})?"                   # 2024-01-31, 2024/1/31, 2024.01.31, 2024-01
+_DAY += r"|\d{1,2}([-/])\d{1,2}\2(?:\d{4}|\d{2})|\d{1,2}\.\d{1,2}\.\d{4}"  # 31/01/2024, 1-2-24, 31.01.2024
+_DAY += rf"|\d{{1,2}}[\s-]?{_MONTH}[\s,-]?(?:\d{{4}}|\d{{2}})"     # 5 Jan 2024, 05-Jan-24, 01JAN2024
+_DAY += rf"|{_MONTH}\s+(?:\d{{1,2}}(?:st|nd|rd|th)?,?\s+)?\d{{4}}"  # Jan 5, 2024; March 2024
+_DAY += r"|\d{8}(?=t))"                                          # 20240131T1000 (compact ISO, time required)
+_CLOCK = r"(?:[\sT]\d{1,2}:?\d{2}(?::?\d{2}(?:[.,]\d+)?)?\s*(?:[ap]\.?m\.?)?)?"  # 10:00, 10:00:00.5, 3:45 PM, T1000
+_ZONE = r"(?:\s*(?:z|utc|gmt|[+-]\d{2}(?::?\d{2})?))?"
+DATE_PATTERN = f"{_WEEKDAY}{_DAY}{_CLOCK}{_ZONE}"  # how a date or timestamp is written (case-insensitive, whole value)
+
+def looks_like_dates(values:pd.Series # Text values (missing values give False)
+                    )->pd.Series: # Same index: True where the value is written like a date or timestamp and is one
+    "Which values are dates or timestamps written in a common form (see `DATE_PATTERN`), and real ones."
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)  # each distinct value is checked once
+    texts = pd.Series(uniques, dtype=object).astype(str).str.strip()
+    dated = texts.str.fullmatch(DATE_PATTERN, case=False).to_numpy(dtype=bool, copy=True)
+    if dated.any():
+        try: parsed = pd.to_datetime(texts[dated], errors="coerce", format="mixed")
+        except (ValueError, TypeError): parsed = pd.to_datetime(texts[dated], errors="coerce", format="mixed", utc=True)
+        dated[dated] = parsed.notna().to_numpy()
+    return pd.Series(np.append(dated, False)[codes], index=values.index)
+
 # %% ../nbs/01a_contract.ipynb #8729b478
 def _sort_key(v):
     return (0, v, "") if isinstance(v, (bool, int, float)) else (1, 0, str(v))
@@ -408,9 +432,7 @@ def _infer_text(name:str, values:pd.Series, nullable:bool, max_categories:int, m
     distinct = pd.Series(values.unique(), dtype=object)
     if set(distinct.str.lower()) <= set(BOOLEAN_WORDS):
         return ColumnSpec(name, "boolean", nullable=nullable, categories=(False, True)), None
-    sample = distinct.iloc[:500]
-    dates = pd.to_datetime(sample, errors="coerce", format="mixed")
-    if dates.notna().mean() >= 0.95 and sample.str.contains(r"\d").all():
+    if looks_like_dates(distinct.iloc[:500]).mean() >= 0.95:
         return ColumnSpec(name, "datetime", "ignore", nullable=nullable), None
     if len(distinct) > max_categories: return ColumnSpec(name, "text", "ignore", nullable=nullable), None
     counts = values.value_counts()
@@ -457,8 +479,7 @@ def infer_contract(df:pd.DataFrame, # A representative sample of the data, targe
     if target == time_column: raise ContractError(f"'{target}' cannot be both the target and the time column")
     if time_column is not None:
         values = clean_missing(df[time_column]).dropna()
-        parsed = pd.to_datetime(values.astype(str), errors="coerce", format="mixed") if len(values) else values
-        if pd.api.types.is_numeric_dtype(values) or (len(values) and parsed.notna().mean() < 0.95):
+        if pd.api.types.is_numeric_dtype(values) or (_is_textual(values) and len(values) and looks_like_dates(values).mean() < 0.95):
             raise ContractError(f"time column '{time_column}' does not hold dates (e.g. {values.iloc[0]!r}); "
                                 "give a column of dates or timestamps such as 2024-01-31")
     specs, notes = [], []

@@ -5,6 +5,7 @@
 # %% ../nbs/08_estimate.ipynb #1bd67480
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
@@ -303,6 +304,11 @@ class PcaReference:
     explained: float  # Share of the training variance the kept axes explain
     reference: tuple  # Held-out rows' reconstruction error: (mean, standard deviation, rows)
 
+    @functools.cached_property
+    def _positions(self)->dict:
+        "Categorical column -> {category: its position}, built once (a window adds many chunks)."
+        return {column: {c: i for i, c in enumerate(categories)} for column, categories in self.categorical.items()}
+
     def _encode(self, frame:pd.DataFrame)->tuple[np.ndarray, np.ndarray]:
         "Standardised numeric columns (missing at the mean, 0), and per categorical column the category codes (-1 other, -2 missing)."
         numbers = np.zeros((len(frame), len(self.numeric)))
@@ -312,7 +318,8 @@ class PcaReference:
         for j, (column, categories) in enumerate(self.categorical.items()):
             if column not in frame: continue
             factor, uniques = pd.factorize(frame[column], use_na_sentinel=True)
-            codes[:, j] = np.r_[pd.Index(categories).get_indexer([label_key(u) for u in uniques]), -2][factor]
+            where = self._positions[column]
+            codes[:, j] = np.r_[np.array([where.get(label_key(u), -1) for u in uniques], dtype=np.int64), -2][factor]
         return numbers, codes
 
     def _design(self, numbers:np.ndarray, codes:np.ndarray)->np.ndarray:
@@ -382,33 +389,43 @@ class PcaReference:
     def from_dict(cls, d:dict)->PcaReference: return cls(**_frozen(d))
 
 # %% ../nbs/08_estimate.ipynb #3811930f
+def _uniform(positions:np.ndarray, seed:int)->np.ndarray:
+    "A fixed pseudo-random number in [0, 1) for each row position (splitmix64 of the position and the seed)."
+    x = positions.astype(np.uint64) + np.uint64((seed * 0x9E3779B97F4A7C15 + 0x9E3779B97F4A7C15) % 2**64)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return ((x ^ (x >> np.uint64(31))) >> np.uint64(11)).astype(float) / 2.0 ** 53
+
 class ReconstructionAccumulator:
     "Streamed multivariate drift state of one window: weighted sums of the rows' reconstruction errors."
     def __init__(self, ref:PcaReference, # The version's multivariate baseline
-                 sample:int=5_000, # Rows scored per chunk at most (a uniform sample of larger chunks)
-                 seed:int=0, # Seed of the sample
+                 sample:int=5_000, # Rows of the window scored in full; row i after them is scored with chance sample / (i + 1)
+                 seed:int=0, # Seed of the sample (which rows after the first `sample` are scored)
                 ):
-        self.ref, self.sample, self.rng = ref, int(sample), np.random.default_rng(seed)
-        self.n, self.scored, self.total, self.squares, self.weights, self.missing = 0, 0, 0.0, 0.0, 0.0, ()
+        self.ref, self.sample, self.seed = ref, max(int(sample), 1), int(seed)
+        self.n, self.scored, self.mass, self.total, self.squares, self.weights, self.missing = 0, 0, 0.0, 0.0, 0.0, 0.0, ()
 
-    def add(self, frame:pd.DataFrame)->None: # A chunk of rows (feature columns)
-        "Count a chunk of rows: each scored row stands for len(chunk) / scored rows of it."
-        rows = np.sort(self.rng.choice(len(frame), self.sample, replace=False)) if len(frame) > self.sample else slice(None)
-        e = self.ref.errors(frame.iloc[rows])
-        weight = len(frame) / max(len(e), 1)
-        self.n, self.scored, self.weights = self.n + len(frame), self.scored + len(e), self.weights + weight * len(frame)
-        self.total, self.squares = self.total + weight * float(e.sum()), self.squares + weight * float((e * e).sum())
+    def add(self, frame:pd.DataFrame)->None: # A chunk of rows (feature columns), in the window's order
+        "Count a chunk of rows: which rows are scored depends only on their position in the window, never on the chunks."
+        position = np.arange(self.n, self.n + len(frame))
+        chance = np.minimum(1.0, self.sample / (position + 1.0))
+        rows = np.flatnonzero((chance >= 1) | (_uniform(position, self.seed) < chance))
+        e, weight = (self.ref.errors(frame.iloc[rows]) if len(rows) else np.zeros(0)), 1.0 / chance[rows]  # each stands for 1 / chance rows
+        self.n, self.scored, self.mass = self.n + len(frame), self.scored + len(rows), self.mass + float(weight.sum())
+        self.weights += float((weight * weight).sum())
+        self.total, self.squares = self.total + float((weight * e).sum()), self.squares + float((weight * e * e).sum())
         self.missing = tuple(sorted(set(self.missing) | set(self.ref.missing(frame))))
 
     def to_dict(self)->dict:
-        return {"reference": self.ref.to_dict(), "sample": self.sample, "n": self.n, "scored": self.scored, "total": self.total,
-                "squares": self.squares, "weights": self.weights, "missing": list(self.missing)}
+        return {"reference": self.ref.to_dict(), "sample": self.sample, "seed": self.seed, "n": self.n, "scored": self.scored,
+                "mass": self.mass, "total": self.total, "squares": self.squares, "weights": self.weights, "missing": list(self.missing)}
 
     @classmethod
     def from_dict(cls, d:dict)->ReconstructionAccumulator:
-        acc = cls(PcaReference.from_dict(d["reference"]), d["sample"])
+        acc = cls(PcaReference.from_dict(d["reference"]), d["sample"], d.get("seed", 0))
         acc.n, acc.scored, acc.missing = int(d["n"]), int(d["scored"]), tuple(d["missing"])
         acc.total, acc.squares, acc.weights = float(d["total"]), float(d["squares"]), float(d["weights"])
+        acc.mass = float(d.get("mass", acc.n))
         return acc
 
 def multivariate_drift(acc:ReconstructionAccumulator, # The window's reconstruction errors
@@ -424,9 +441,9 @@ def multivariate_drift(acc:ReconstructionAccumulator, # The window's reconstruct
     if acc.n < max(min_rows, 1): return {**out, "reason": f"not enough rows ({acc.n} < {min_rows})"}
     if not mean > 0 or not acc.ref.components:
         return {**out, "reason": "no multivariate baseline: the training rows have no reconstruction error to compare with"}
-    current = acc.total / acc.n
-    effective = acc.n ** 2 / acc.weights  # Kish's effective sample size of the weighted sample
-    spread = math.sqrt(max(acc.squares / acc.n - current ** 2, 0.0) / effective + std ** 2 / max(rows, 1))
+    current = acc.total / acc.mass  # the weighted mean of the scored rows' errors
+    effective = acc.mass ** 2 / acc.weights  # Kish's effective sample size of the weighted sample
+    spread = math.sqrt(max(acc.squares / acc.mass - current ** 2, 0.0) / effective + std ** 2 / max(rows, 1))
     statistic = (current - mean) / mean
     big, real = abs(statistic) > threshold, abs(current - mean) > noise * spread
     verdict = ("drifted" if big and real else "within sampling noise" if big else "no drift")

@@ -214,6 +214,78 @@ def test_unknown_performance_does_not_fire_or_resolve_and_drift_then_pages():
     _eq(firing_alerts(state), {"performance/3": "page", "data_drift/3": "page"})
 
 
+def severities(reports: list, policy: AlertSettings = POLICY, alert: str = "data_drift") -> list:
+    "The alert's firing severity after each window (None while it is not firing)."
+    state, out = None, []
+    for i, r in enumerate(reports):
+        state, _ = step(policy, state, signals(r, policy), now=i * HOUR)
+        state = json.loads(json.dumps(state))
+        out.append(firing_alerts(state).get(f"{alert}/3"))
+    return out
+
+
+def test_a_one_window_performance_dip_pages_then_the_drift_alert_goes_back_to_a_report():
+    "Drift for 24 hourly windows with one performance dip at window 3: paged at 3, a report again from 5 (two calm windows)."
+    stream = [report(25)] * 3 + [report(25, dropped=True, estimated=0.81, realized=None)] + [report(25)] * 20
+    _eq(severities(stream), [None] + ["report"] * 2 + ["page"] * 2 + ["report"] * 19)
+    sent, state = run(stream)
+    _eq([(i, n.alert, n.severity) for i, n in sent],  # the de-escalation is not sent on its own; the cooldown's reminders carry it
+        [(1, "data_drift", "report"), (3, "data_drift", "page"), (9, "data_drift", "report"), (15, "data_drift", "report"),
+         (21, "data_drift", "report")])
+    _eq(firing_alerts(state), {"data_drift/3": "report"})
+    got = samples(gauges_text({"versions": []}, state, now=0.0))
+    _eq([k for k in got if k[0] == "mlops_nb_alert_firing"],
+        [("mlops_nb_alert_firing", (("alert", "data_drift"), ("severity", "report"), ("version", "3")))])
+
+
+def test_a_severity_that_flaps_keeps_the_page_and_sends_no_more_than_the_cooldown_allows():
+    "Dips every other window: never two calm windows in a row, so it stays a page, re-sent only every 6 h."
+    dip = report(25, dropped=True, estimated=0.81, realized=None)
+    stream = [report(25)] * 3 + [dip if i % 2 == 0 else report(25) for i in range(21)]
+    _eq(severities(stream), [None] + ["report"] * 2 + ["page"] * 21)
+    sent, _ = run(stream)
+    _eq([(i, n.severity) for i, n in sent if n.alert == "data_drift"], [(1, "report"), (3, "page"), (9, "page"), (15, "page"), (21, "page")])
+
+
+def test_a_new_page_after_a_de_escalation_is_sent_at_once():
+    dip = report(25, dropped=True, estimated=0.81, realized=None)
+    stream = [report(25)] * 2 + [dip] + [report(25)] * 2 + [dip] + [report(25)] * 3
+    _eq(severities(stream, QUIET), [None, "report", "page", "page", "report", "page", "page", "report", "report"])
+    sent, _ = run(stream, QUIET)
+    _eq([(i, n.severity) for i, n in sent if n.alert == "data_drift"], [(1, "report"), (2, "page"), (5, "page")])
+    _eq(severities(stream, replace(QUIET, consecutive=1)), ["report", "report", "page", "report", "report", "page", "report", "report", "report"])
+
+
+def test_a_state_written_before_the_calm_count_is_read():
+    old = {"format": 1, "alerts": {"data_drift/3": {"alert": "data_drift", "version": 3, "firing": True, "streak": 0,
+                                                    "since": 0.0, "notified": 0.0, "severity": "page"}}}
+    state, sent = step(POLICY, old, signals(report(25), POLICY)[:1], now=HOUR)
+    _eq((sent, state["alerts"]["data_drift/3"]["calm"], firing_alerts(state)), ([], 1, {"data_drift/3": "page"}))
+    bad = {"alerts": {"data_drift/3": {**old["alerts"]["data_drift/3"], "calm": "1"}}}
+    _eq(step(POLICY, bad, signals(report(25), POLICY)[:1], now=HOUR)[0]["alerts"]["data_drift/3"]["firing"], False)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([True, True, False, None]), st.sampled_from([500, 50]), st.sampled_from(["report", "page"])),
+                max_size=40), st.integers(1, 3))
+def test_severity_is_the_highest_of_the_last_breaching_windows(stream, consecutive):
+    """While an alert fires, its severity is the highest of its last `consecutive` counted breaching windows since it
+    fired; with no cooldown repeats, a notification while firing is exactly a rise to page."""
+    policy = replace(QUIET, consecutive=consecutive)
+    state, since_fired = {}, []
+    for i, (breached, rows, severity) in enumerate(stream):
+        before = firing_alerts(state).get("data_drift/3")
+        state, sent = step(policy, state, [Signal("data_drift", 3, breached, severity, None, 0.1, rows, "s")], now=i * HOUR)
+        state = json.loads(json.dumps(state))
+        after = firing_alerts(state).get("data_drift/3")
+        counted = breached is not None and rows >= policy.min_rows
+        if after is None: since_fired = []
+        elif counted and breached: since_fired.append(severity)
+        if after is not None: _eq(after, max(since_fired[-consecutive:], key=("report", "page").index))
+        if before is not None and after is not None:
+            _eq([(n.kind, n.severity) for n in sent], [("firing", "page")] if (before, after) == ("report", "page") else [])
+
+
 def test_multivariate_and_prediction_drift_are_reported():
     r = {**report(0, multivariate=0.3), "prediction": {**column("prediction", 0.2, True), "kind": "categorical"}}
     got = signals(r, POLICY)

@@ -25,6 +25,7 @@ from mlops_nb.contract import (
     infer_contract,
     label_key,
     label_lookup,
+    looks_like_dates,
     tolerant_bounds,
 )
 from mlops_nb.data import load_example
@@ -147,6 +148,45 @@ def test_categories_that_are_one_value_are_refused():
     _fail(lambda: ColumnSpec("size", "categorical", categories=[1, 1.0]), contains="duplicates: [1, 1.0] are the same value")
     _fail(lambda: ColumnSpec("flag", "boolean", categories=[True, "true"]), contains="duplicates")
     _eq(ColumnSpec("code", "categorical", categories=["1.1", "1.10"]).categories, ("1.1", "1.10"))
+
+
+# ---------------------------------------------------------------- dates
+
+CODES = {"mixed": ["m05", "t07", "a1", "q3"], "months": [f"m{i:02d}" for i in range(1, 13)],
+         "terms": [f"t{i:02d}" for i in range(1, 30)], "others": ["x1", "AB12", "w52", "q3", "a1"],
+         "clock_like": ["5p", "5h", "m5", "T12", "5M", "5s"]}
+DATES = {"iso": [f"2024-01-{d:02d}" for d in range(1, 29)], "minutes": [f"2024-01-31 {h:02d}:00" for h in range(24)],
+         "day_first": [f"{d:02d}/01/2024" for d in range(1, 32)], "zoned": [f"2024-03-{d:02d}T08:30:00Z" for d in range(1, 29)],
+         "dotted": [f"{d}.5.2023" for d in range(1, 32)], "month_names": [f"Jan {d}, 2024" for d in range(1, 32)]}
+
+
+def _frame(values) -> pd.DataFrame:
+    return pd.DataFrame({"c": [values[i % len(values)] for i in range(120)], "y": [0, 1] * 60})
+
+
+@pytest.mark.parametrize("name", list(CODES))
+def test_category_codes_stay_model_inputs(name):
+    spec = infer_contract(_frame(CODES[name]), "y").column("c")
+    _eq((spec.kind, spec.role, spec.categories), ("categorical", "feature", tuple(sorted(CODES[name]))))
+
+
+@pytest.mark.parametrize("name", list(DATES))
+def test_dates_written_in_common_forms_are_dates(name):
+    spec = infer_contract(_frame(DATES[name]), "y").column("c")
+    _eq((spec.kind, spec.role), ("datetime", "ignore"))
+    _eq(infer_contract(_frame(DATES[name]), "y", time_column="c").column("c").role, "time")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.from_regex(r"[A-Za-z]{1,3}[0-9]{1,4}|[0-9]{1,3}[A-Za-z]{1,2}", fullmatch=True), min_size=3, max_size=30, unique=True))
+def test_short_alphanumeric_codes_are_never_dates(codes):
+    _eq(looks_like_dates(pd.Series(codes)).tolist(), [False] * len(codes))
+    spec = infer_contract(_frame(codes), "y").column("c")
+    _eq((spec.kind, spec.role, spec.categories), ("categorical", "feature", tuple(sorted(codes))))
+
+
+def test_a_time_column_of_codes_is_refused():
+    _fail(lambda: infer_contract(_frame(CODES["months"]), "y", time_column="c"), contains="time column 'c' does not hold dates (e.g. 'm01')")
 
 
 # ---------------------------------------------------------------- missing values

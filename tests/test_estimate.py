@@ -4,6 +4,7 @@ cases that must give a verdict (never NaN, never a crash) and JSON round trips."
 import json
 import math
 import time
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -296,14 +297,55 @@ def test_small_windows_and_noise_are_not_drift(pca):
 
 
 def test_sampling_keeps_the_mean_error(pca):
+    "The first 2000 rows, then row i with chance 2000 / (i + 1): about 2000 * (1 + ln 30) = 8802 of 60000 rows scored."
     frame = related(60000, -0.8, 10)
     exact = float(pca.errors(frame).mean())
     acc = ReconstructionAccumulator(pca, sample=2000)
     for start in range(0, len(frame), 25000): acc.add(frame.iloc[start:start + 25000])
-    _eq((acc.n, acc.scored), (60000, 6000))
-    assert abs(acc.total / acc.n - exact) / exact < 0.03
+    _eq((acc.n, acc.scored), (60000, 8876))
+    assert abs(acc.total / acc.mass - exact) / exact < 0.01, (acc.total / acc.mass, exact)
+    assert 3800 < acc.mass ** 2 / acc.weights < 4200, acc.weights  # Kish's effective size: about 2 * sample
     copy = ReconstructionAccumulator.from_dict(json.loads(json.dumps(acc.to_dict())))
     _eq(multivariate_drift(copy, 0.1, 30), multivariate_drift(acc, 0.1, 30))
+
+
+
+@pytest.mark.parametrize("correlation", [0.8, -0.8])
+def test_the_statistic_does_not_depend_on_how_the_window_is_chunked(pca, correlation):
+    "The same 25,000 rows in chunks of 1k, 7k (the last one short) or at once: the same rows scored, the same statistic."
+    frame = related(25000, correlation, 13)
+    results = []
+    for chunk in (1000, 7000, 25000):
+        acc = ReconstructionAccumulator(pca)
+        for start in range(0, len(frame), chunk): acc.add(frame.iloc[start:start + chunk])
+        results.append((acc.n, acc.scored, multivariate_drift(acc, 0.1, 30)))
+    _eq([(n, scored) for n, scored, _ in results], [(25000, 13129)] * 3)
+    first = results[0][2]
+    for _, _, other in results[1:]:
+        _eq(other["drifted"], first["drifted"])
+        assert abs(other["statistic"] - first["statistic"]) <= 1e-12, (other["statistic"], first["statistic"])
+        assert abs(other["error"] - first["error"]) <= 1e-12, (other["error"], first["error"])
+    exact = (float(pca.errors(frame).mean()) - pca.reference[0]) / pca.reference[0]
+    assert abs(first["statistic"] - exact) < 0.01, (first["statistic"], exact)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cuts=st.lists(st.integers(1, 11999), max_size=12), seed=st.integers(0, 3))
+def test_any_chunking_gives_the_same_statistic(pca, cuts, seed):
+    frame = related(12000, -0.8, 14)
+    def statistic(bounds):
+        acc = ReconstructionAccumulator(pca, sample=1000, seed=seed)
+        for a, b in pairwise(bounds): acc.add(frame.iloc[a:b])
+        return acc.scored, multivariate_drift(acc, 0.1, 30)["statistic"]
+    whole = statistic([0, len(frame)])
+    chunked = statistic(sorted({0, len(frame), *cuts}))
+    _eq(chunked[0], whole[0])
+    assert abs(chunked[1] - whole[1]) <= 1e-12, (chunked, whole)
+    copy = ReconstructionAccumulator(pca, sample=1000, seed=seed)
+    copy.add(frame.iloc[:5000])
+    copy = ReconstructionAccumulator.from_dict(json.loads(json.dumps(copy.to_dict())))  # a window resumed from its state
+    copy.add(frame.iloc[5000:])
+    assert abs(multivariate_drift(copy, 0.1, 30)["statistic"] - whole[1]) <= 1e-12
 
 
 def test_pca_edge_columns(pca):

@@ -68,7 +68,7 @@ def test_init_infers_contract_from_messy_csv(messy_run):
     assert "Created project 'churn'" in out and err == "", show(code, out, err)
     project = messy_run["project"]
     assert {p.name for p in (project / "runbooks").glob("*.ipynb")} == {f"{s}.ipynb" for s in
-                                                                        ("ingest", "validate", "prepare", "train", "evaluate", "register")}
+                                                                        ("ingest", "validate", "prepare", "train", "evaluate", "register", "monitor")}
     contract = yaml.safe_load((project / "contract.yaml").read_text())
     cols = {c["name"]: c for c in contract["columns"]}
     assert contract["target"] == "churn" and cols["churn"]["categories"] == ["churned", "stayed"]
