@@ -16,7 +16,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from mlflow.artifacts import download_artifacts
-from mlflow.exceptions import MlflowException
 
 from .contract import MISSING_TOKENS, Contract, label_key
 from mlops_nb.estimate import (
@@ -28,6 +27,7 @@ from mlops_nb.estimate import (
     fit_calibration,
 )
 from .metrics import METRICS, classification_metrics, resolve_positive_class
+from .served import registered_version
 from .stage import strict_json
 
 # %% auto #0
@@ -340,10 +340,7 @@ def load_profile(client, # MlflowClient of the project's store
                 )->Profile: # The version's profile; `ProfileError` saying why it cannot be read
     "The reference profile stored with version `version` of model `name`."
     where = f"{name} v{version}"
-    try: mv = client.get_model_version(name, str(version))
-    except MlflowException as e:
-        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"): raise ProfileError(f"there is no {where} in the registry") from None
-        raise ProfileError(f"{where} could not be read from the registry ({type(e).__name__})") from None
+    mv = registered_version(client, name, version, ProfileError)
     missing = f"{where} has no reference profile (trained before profiles were stored): re-run the pipeline"
     if not mv.run_id: raise ProfileError(missing)
     try: listed = {a.path for a in client.list_artifacts(mv.run_id, "profile")}

@@ -32,7 +32,7 @@ _INT64 = (-2.0 ** 63, float(np.nextafter(2.0 ** 63, 0)))
 _LARGEST = float(np.finfo(float).max)
 
 # %% auto #0
-__all__ = ['CONTRACT_ARTIFACT', 'ModelLoadError', 'contract_rows', 'Checked', 'ServedModel']
+__all__ = ['CONTRACT_ARTIFACT', 'ModelLoadError', 'registered_version', 'contract_rows', 'Checked', 'ServedModel']
 
 # %% ../nbs/07_served.ipynb #36f0d2d2
 class ModelLoadError(Exception):
@@ -62,14 +62,23 @@ def _version_contract(client:MlflowClient, mv, folder:Path, where:str)->Contract
     try: return Contract.from_yaml(local)
     except ContractError as e: raise ModelLoadError(f"{where}'s contract is not valid: {e}") from None
 
+def registered_version(client:MlflowClient, # Client on the project's tracking store
+                       name:str, # Registered model name
+                       version:int, # Version number
+                       error:type=Exception, # Raised, with the reason, when the version cannot be read
+                      ): # The `ModelVersion`
+    "A registered version, or `error` saying it does not exist or could not be read (fails closed, names no data)."
+    where = f"{name} v{version}"
+    try: return client.get_model_version(name, str(version))
+    except MlflowException as e:
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"): raise error(f"there is no {where} in the registry") from None
+        raise error(f"{where} could not be read from the registry ({_why(e)})") from None
+    except Exception as e: raise error(f"{where} could not be read from the registry ({_why(e)})") from None  # noqa: BLE001
+
 def _download(client:MlflowClient, name:str, version:int)->tuple:
     "(fitted pipeline, contract) of a registered version, loaded safely; `ModelLoadError` otherwise."
     where = f"{name} v{version}"
-    try: mv = client.get_model_version(name, str(version))
-    except MlflowException as e:
-        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"): raise ModelLoadError(f"there is no {where} in the registry") from None
-        raise ModelLoadError(f"{where} could not be read from the registry ({_why(e)})") from None
-    except Exception as e: raise ModelLoadError(f"{where} could not be read from the registry ({_why(e)})") from None  # noqa: BLE001
+    mv = registered_version(client, name, version, ModelLoadError)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             folder = Path(download_artifacts(artifact_uri=client.get_model_version_download_uri(name, str(version)),
