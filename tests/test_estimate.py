@@ -3,7 +3,6 @@ multivariate drift signal: known answers on synthetic models, coverage of the in
 cases that must give a verdict (never NaN, never a crash) and JSON round trips."""
 import json
 import math
-import time
 from itertools import pairwise
 
 import numpy as np
@@ -188,18 +187,6 @@ def test_cbpe_never_nan_never_crashes(k, rows, seed, zeros):
         assert e.value is None or (math.isfinite(e.value) and e.low is not None and e.low <= e.high), e
 
 
-def test_accumulator_add_is_fast():
-    proba, _ = binary(1_000_000, 5)
-    acc = ScoreAccumulator(BINARY, "bad", fit_calibration(*binary(5000, 6, overconfident=3), BINARY))
-    start = time.perf_counter()
-    acc.add(proba)
-    seconds = time.perf_counter() - start
-    assert seconds < 1.5, f"1M rows took {seconds:.2f} s"
-    start = time.perf_counter()
-    estimate_performance(acc, "roc_auc"), estimate_performance(acc, "f1")
-    assert time.perf_counter() - start < 1.0
-
-
 # --- realized performance ------------------------------------------------------------------------------------------
 
 def test_realized_performance_with_a_bootstrap_interval():
@@ -381,19 +368,16 @@ def test_pca_never_nan_never_crashes(rows, seed):
     assert result["drifted"] in (None, True, False) and result["reason"], result
 
 
-def test_wide_window_is_scored_fast():
+def test_a_wide_unchanged_window_is_not_drift():
     rng = np.random.default_rng(0)
     def frame(n):
         return pd.DataFrame({**{f"n{i}": rng.normal(size=n) for i in range(25)},
                              **{f"c{i}": rng.choice([f"v{j}" for j in range(10)], n) for i in range(25)}})
     ref = PcaReference.fit(frame(20000), [f"n{i}" for i in range(25)], {f"c{i}": [f"v{j}" for j in range(10)] for i in range(25)}, frame(5000))
     big = frame(1_000_000)
-    start = time.perf_counter()
     acc = ReconstructionAccumulator(ref)
     for chunk in range(0, len(big), 100_000): acc.add(big.iloc[chunk:chunk + 100_000])
-    seconds = time.perf_counter() - start
-    _eq(multivariate_drift(acc, 0.1, 30)["drifted"], False)
-    assert seconds < 3, f"1M x 50 took {seconds:.2f} s"
+    _eq(multivariate_drift(acc, 0.1, 30)["drifted"], False)  # speed: benchmarks/drift.py
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
