@@ -5,6 +5,7 @@
 # %% ../nbs/00_config.ipynb #a502c3b5
 from __future__ import annotations
 
+import datetime
 import difflib
 import math
 import os
@@ -16,13 +17,15 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['TEXT', 'NAME', 'URI', 'CANDIDATE_LIST', 'THRESHOLD_MAP', 'SEED', 'HOST', 'ROUTING_KEY', 'DRIFT_TESTS', 'DURATION',
-           'COLUMN_TESTS', 'DRIFT_THRESHOLDS', 'BUILTIN_STAGES', 'CONFIG_FILE', 'UsageError', 'Rule', 'at_least',
-           'between', 'one_of', 'setting', 'DataSettings', 'ValidateSettings', 'PrepareSettings', 'TrainSettings',
-           'EvaluateSettings', 'RegisterSettings', 'ServeSettings', 'parse_duration', 'MonitorSettings',
-           'AlertSettings', 'MaintainSettings', 'StageSpec', 'Config', 'config_from_dict', 'parse_overrides', 'merge',
-           'render_config', 'load_config', 'tracking_uri', 'artifact_location', 'runs_dir', 'data_path', 'store_errors',
-           'redact_uri', 'tracking_credentials', 'connection_uri', 'config_dict', 'html_table']
+__all__ = ['TEXT', 'NAME', 'URI', 'CANDIDATE_LIST', 'THRESHOLD_MAP', 'SEED', 'TIMESTAMP', 'DURATION', 'HOST', 'ROUTING_KEY',
+           'DRIFT_TESTS', 'COLUMN_TESTS', 'DRIFT_THRESHOLDS', 'TIMEOUT_MAP', 'SCHEDULER', 'BUILTIN_STAGES',
+           'SETTING_ROOTS', 'BUILTIN_READS', 'CONFIG_FILE', 'UsageError', 'Rule', 'at_least', 'between', 'one_of',
+           'setting', 'parse_duration', 'DataSettings', 'ValidateSettings', 'PrepareSettings', 'TrainSettings',
+           'EvaluateSettings', 'RegisterSettings', 'ServeSettings', 'MonitorSettings', 'AlertSettings',
+           'MaintainSettings', 'PipelineSettings', 'SweepSettings', 'StageSpec', 'Config', 'config_from_dict',
+           'parse_overrides', 'merge', 'render_config', 'load_config', 'tracking_uri', 'artifact_location', 'runs_dir',
+           'data_path', 'store_errors', 'redact_uri', 'tracking_credentials', 'connection_uri', 'config_dict',
+           'html_table']
 
 # %% ../nbs/00_config.ipynb #cb2bd959
 class UsageError(Exception):
@@ -75,6 +78,29 @@ URI = Rule("must be an MLflow tracking URI such as http://mlflow.example.com:500
 CANDIDATE_LIST = Rule("must list at least one candidate, each once", _candidates_ok)
 THRESHOLD_MAP = Rule("must map metric names to numbers, e.g. {roc_auc: 0.8}", _thresholds_ok)
 SEED = Rule(f"must be a whole number from 0 to {2**32 - 1}", lambda v: 0 <= v < 2**32)
+def _timestamp_ok(text)->bool:
+    from datetime import datetime
+    try: datetime.fromisoformat(str(text).strip())
+    except ValueError: return False
+    return True
+TIMESTAMP = Rule("must be an ISO date or time such as 2024-06-30 or 2024-06-30T12:00", _timestamp_ok)
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+def parse_duration(text:str, # e.g. "90s", "15m", "6h", "30d", "2w"
+                  )->float: # Seconds
+    "Seconds in a duration written as a number and a unit (s, m, h, d or w)."
+    m = _DURATION.fullmatch(str(text))
+    if m is None or float(m.group(1)) <= 0:
+        raise UsageError(f"bad duration {text!r}: write a positive number and a unit, e.g. 90s, 15m, 6h, 30d or 2w")
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+
+def _duration_ok(text)->bool:
+    try: parse_duration(text)
+    except UsageError: return False
+    return True
+
+DURATION = Rule("must be a duration such as 90s, 15m, 6h, 30d or 2w", _duration_ok)
 
 # %% ../nbs/00_config.ipynb #c77669c4
 @dataclass(frozen=True)
@@ -97,6 +123,8 @@ class PrepareSettings:
     "How the data is split."
     test_size: float = setting(0.2, "share of rows held out for evaluation", between(0, 1, exclusive=True))
     split: str = setting("auto", "auto (time when data.time_column is set, else stratified), stratified, random or time", one_of("auto", "stratified", "random", "time"))
+    cutoff: str | None = setting(None, "time split: train on rows up to this time (ISO, e.g. 2024-06-30), test on later rows; default: the newest test_size share (a backtest sets it)", TIMESTAMP)
+    horizon: str | None = setting(None, "with cutoff: test only on rows at most this long after it, e.g. 30d (default: every later row)", DURATION)
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -145,24 +173,7 @@ class ServeSettings:
     shadow_queue: int = setting(1000, "requests waiting for the shadow model, per worker; beyond it shadow copies are dropped and counted", at_least(1))
     ab_min_labels: int = setting(100, "labelled requests each A/B arm needs before `ab-report` decides", at_least(2))
 
-_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-def parse_duration(text:str, # e.g. "90s", "15m", "6h", "30d", "2w"
-                  )->float: # Seconds
-    "Seconds in a duration written as a number and a unit (s, m, h, d or w)."
-    m = _DURATION.fullmatch(str(text))
-    if m is None or float(m.group(1)) <= 0:
-        raise UsageError(f"bad duration {text!r}: write a positive number and a unit, e.g. 90s, 15m, 6h, 30d or 2w")
-    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-
-def _duration_ok(text)->bool:
-    try: parse_duration(text)
-    except UsageError: return False
-    return True
-
 DRIFT_TESTS = ("psi", "ks", "chi2", "jensen_shannon", "wasserstein")
-DURATION = Rule("must be a duration such as 90s, 15m, 6h, 30d or 2w", _duration_ok)
 def _columns_ok(spec)->bool:
     return all(isinstance(k, str) and isinstance(v, dict) and set(v) <= {"test", "threshold"}
                and v.get("test", "auto") in ("auto", "none", *DRIFT_TESTS)
@@ -215,16 +226,54 @@ class MaintainSettings:
     max_age: str | None = setting("30d", "retrain when the champion is older than this (empty: never by age)", DURATION)
     every: str = setting("6h", "interval of `mlops-nb maintain --every` when no interval is given", DURATION)
 
+def _timeouts_ok(limits)->bool:
+    return all(isinstance(k, str) and isinstance(v, str) and _duration_ok(v) for k, v in limits.items())
+TIMEOUT_MAP = Rule("must map stage names to durations, e.g. {train: 2h}", _timeouts_ok)
+SCHEDULER = Rule("must be a Dask scheduler address such as tcp://10.0.0.5:8786", lambda v: bool(re.fullmatch(r"(tcp|tls|inproc|ws|wss)://\S+", v.strip())))
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    "How `mlops-nb run` executes the stages: the cache and the time limits."
+    cache: bool = setting(True, "reuse a stage's outputs and records from an earlier run when its runbook, the settings it reads, its inputs and mlops-nb are unchanged (`run --no-cache` for one run)")
+    timeout: str = setting("1h", "longest a stage not named in timeouts may run before its kernel is stopped and the run fails", DURATION)
+    timeouts: dict = setting({"ingest": "30m", "validate": "30m", "prepare": "30m", "train": "6h", "evaluate": "1h", "register": "15m"},
+                             "time limit per stage", TIMEOUT_MAP)
+
+@dataclass(frozen=True)
+class SweepSettings:
+    "Many pipeline runs as tasks on a Dask cluster (`mlops-nb sweep`)."
+    scheduler: str | None = setting(None, "address of a running Dask scheduler (default: a local cluster started for the sweep)", SCHEDULER)
+    workers: int = setting(2, "workers of the local cluster (one process each)", at_least(1))
+
 # %% ../nbs/00_config.ipynb #3babb376
 BUILTIN_STAGES = ("ingest", "validate", "prepare", "train", "evaluate", "register")
 
+SETTING_ROOTS = ("project", "seed", "tracking_uri", "contract", "data", "validate", "prepare", "train", "evaluate", "register",
+                 "serve", "monitor", "alerts", "maintain", "pipeline", "sweep", "stages")
+BUILTIN_READS = {  # the settings each built-in runbook reads: they, not the others, go into its cache key
+    "ingest": ("data.path", "data.format", "data.target"),
+    "validate": ("contract", "validate"),
+    "prepare": ("contract", "data.time_column", "prepare", "seed"),
+    "train": ("contract", "data.positive_class", "train", "seed"),
+    "evaluate": ("contract", "data.positive_class", "train.primary_metric", "evaluate", "monitor.bins", "monitor.max_categories",
+                 "seed", "project", "register.model_name"),
+    "register": ("data.path", "data.target", "project", "register"),
+}
+
 @dataclass(frozen=True)
 class StageSpec:
-    "One step of a pipeline run: a name and, for a user's own stage, its notebook (relative to the project)."
+    "One step of a pipeline run: a name, for a user's own stage its notebook (relative to the project), and the settings it reads."
     name: str
     notebook: str | None = None
+    reads: tuple | None = None  # dotted settings ("train", "data.target"); None: every setting
 
-# %% ../nbs/00_config.ipynb #2061f25a
+    @property
+    def settings_read(self) -> tuple | None:
+        "The settings this stage's cache key covers: its own list, a built-in runbook's, or None for all of them."
+        if self.reads is not None: return self.reads
+        return BUILTIN_READS.get(self.name) if self.notebook is None else None
+
+# %% ../nbs/00_config.ipynb #7ff24d37
 @dataclass(frozen=True)
 class Config:
     "The settings of one project, read from its `mlops.yaml`."
@@ -242,7 +291,9 @@ class Config:
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     maintain: MaintainSettings = field(default_factory=MaintainSettings)
-    stages: tuple = setting(BUILTIN_STAGES, "stages in order: a built-in name, or {name: ..., notebook: runbooks/....ipynb} for your own",
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    sweep: SweepSettings = field(default_factory=SweepSettings)
+    stages: tuple = setting(BUILTIN_STAGES, "stages in order: a built-in name, or {name: ..., notebook: runbooks/....ipynb, reads: [settings it uses]} for your own",
                             Rule("must list at least one stage", lambda v: len(v) > 0))
     project_dir: Path = field(default=Path("."), metadata={"internal": True})
 
@@ -264,16 +315,20 @@ def _stage_spec(entry) -> StageSpec:
             raise UsageError(f"unknown stage '{entry}': built-in stages are {', '.join(BUILTIN_STAGES)}; "
                              "a stage of your own is written as {name: NAME, notebook: runbooks/NAME.ipynb}")
         return StageSpec(entry)
-    if isinstance(entry, dict) and set(entry) <= {"name", "notebook"} and isinstance(entry.get("name"), str):
-        name, notebook = entry["name"], entry.get("notebook")
+    if isinstance(entry, dict) and set(entry) <= {"name", "notebook", "reads"} and isinstance(entry.get("name"), str):
+        name, notebook, reads = entry["name"], entry.get("notebook"), entry.get("reads")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
             raise UsageError(f"bad stage name {name!r}: use letters, digits, '_', '-' and '.' (it names the stage's output folder)")
         if notebook is not None and (not isinstance(notebook, str) or not notebook.strip()):
             raise UsageError(f"stage '{name}': notebook must be the path of a notebook, got {notebook!r}")
         if notebook is None and name not in BUILTIN_STAGES:
             raise UsageError(f"stage '{name}' is not built in, so it needs its notebook: write {{name: {name}, notebook: runbooks/{name}.ipynb}}")
-        return StageSpec(name, notebook)
-    raise UsageError(f"bad stage entry {entry!r}: write a built-in name or {{name: NAME, notebook: PATH}}")
+        if reads is not None:
+            if not isinstance(reads, (list, tuple)) or not all(isinstance(r, str) and r.split(".")[0] in SETTING_ROOTS for r in reads):
+                raise UsageError(f"stage '{name}': reads must list settings such as [data, train.n_iter] (top-level names: {', '.join(SETTING_ROOTS)}), got {reads!r}")
+            reads = tuple(reads)
+        return StageSpec(name, notebook, reads)
+    raise UsageError(f"bad stage entry {entry!r}: write a built-in name or {{name: NAME, notebook: PATH, reads: [SETTINGS]}}")
 
 def _hint(key, known) -> str:
     close = difflib.get_close_matches(key, known, n=1)
@@ -285,6 +340,7 @@ def _check_value(name, value, default, annotation, rule:Rule|None=None):
         if optional: return None
         raise UsageError(f"setting '{name}' may not be empty")
     kind = type(default) if default is not None else str
+    if kind is str and isinstance(value, (datetime.date, datetime.datetime)): value = value.isoformat()  # YAML reads 2024-06-30 as a date
     if name.endswith("positive_class"): ok, kind = isinstance(value, (str, int)), "label"
     elif kind is bool: ok = isinstance(value, bool)
     elif kind is float: ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -339,7 +395,7 @@ def parse_overrides(items:list, # `key.sub=value` strings
         if not sep or not key.strip():
             raise UsageError(f"--set takes key=value (e.g. train.n_splits=3), got '{item}'")
         try: value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError: value = raw
+        except (yaml.YAMLError, ValueError): value = raw  # ValueError: a date-like value that is no date, e.g. 2024-13-01
         *parents, leaf = key.strip().split(".")
         node = nested
         for p in parents: node = node.setdefault(p, {})
@@ -378,7 +434,9 @@ def render_config(cfg:Config, # The config to write
             lines.append(f"# {f.metadata['doc']}")
             lines.append("stages:")
             for s in cfg.stage_specs:
-                lines.append(f"  - {s.name}" if s.notebook is None else f"  - {{name: {s.name}, notebook: {s.notebook}}}")
+                reads = "" if s.reads is None else f", reads: {_yaml_value(list(s.reads))}"
+                lines.append(f"  - {s.name}" if s.notebook is None and s.reads is None else
+                             f"  - {{name: {s.name}" + (f", notebook: {s.notebook}" if s.notebook else "") + f"{reads}}}")
         else:
             lines.append(f"{f.name}: {_yaml_value(value)}  # {f.metadata['doc']}")
         lines.append("")
@@ -393,7 +451,7 @@ def load_config(project_dir:Path|str, # Folder holding `mlops.yaml`
         raise UsageError(f"no {CONFIG_FILE} in {Path(project_dir).resolve()}: create a project with "
                          "`mlops-nb init DIR --data FILE --target COLUMN`, or run a bundled example with `mlops-nb run --example breast-cancer`")
     try: data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: a date-like value that is no date
         raise UsageError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
     return config_from_dict(merge(data, overrides or {}), project_dir)
 

@@ -100,10 +100,18 @@ INVALID = {
     "maintain.on_performance": [("0", "setting 'maintain.on_performance' must be true or false")],
     "maintain.max_age": [("30", "must be text, got 30"), ("30 days", "setting 'maintain.max_age' must be a duration")],
     "maintain.every": [("-6h", "setting 'maintain.every' must be a duration")],
+    "prepare.cutoff": [("June", "setting 'prepare.cutoff' must be an ISO date or time such as 2024-06-30"), ("2024-13-01", "must be an ISO date or time")],
+    "prepare.horizon": [("30", "setting 'prepare.horizon' must be text, got 30"), ("a month", "setting 'prepare.horizon' must be a duration")],
+    "pipeline.cache": [("sometimes", "setting 'pipeline.cache' must be true or false")],
+    "pipeline.timeout": [("1 hour", "setting 'pipeline.timeout' must be a duration"), ("0s", "must be a duration")],
+    "pipeline.timeouts": [("{train: 2 hours}", "setting 'pipeline.timeouts' must map stage names to durations"), ("{train: 7200}", "must map stage names to durations")],
+    "sweep.scheduler": [("localhost:8786", "setting 'sweep.scheduler' must be a Dask scheduler address"), ('""', "must be a Dask scheduler address")],
+    "sweep.workers": [("0", "setting 'sweep.workers' must be at least 1, got 0")],
     "stages": [("[]", "setting 'stages' must list at least one stage"), ("[ingest, {name: enrich}]", "stage 'enrich' is not built in, so it needs its notebook"),
                ("[ingest, ingest]", "stage names must be unique"), ("[ingest, train]", "stage 'train' needs stage(s) prepare before it"),
                ("[ingest, {name: ../up, notebook: up.ipynb}]", "bad stage name '../up'"),
-               ("[ingest, {name: enrich, notebook: runbooks/missing.ipynb}]", "stage 'enrich': notebook")],
+               ("[ingest, {name: enrich, notebook: runbooks/missing.ipynb}]", "stage 'enrich': notebook"),
+               ("[ingest, {name: enrich, notebook: runbooks/enrich.ipynb, reads: [colour]}]", "stage 'enrich': reads must list settings")],
 }
 VALID = {
     "project": ["churn-2024", "o'brien"], "seed": ["0", "4294967295"], "tracking_uri": ["null"], "contract": ["contract.yaml"],
@@ -126,6 +134,8 @@ VALID = {
     "alerts.consecutive": ["1"], "alerts.cooldown": ["30m"], "alerts.min_rows": ["1"], "alerts.drift_share": ["0", "1"], "alerts.group_top": ["1"],
     "alerts.resolve": ["false"], "alerts.webhook_env": ["ALERT_URL"], "maintain.data": ["fresh.csv", "null"], "maintain.feedback": ["false"],
     "maintain.on_drift": ["false"], "maintain.on_performance": ["false"], "maintain.max_age": ["null", "90d"], "maintain.every": ["1h"],
+    "prepare.cutoff": ["null", "2024-06-30", "2024-06-30T12:00:00"], "prepare.horizon": ["null", "30d"], "pipeline.cache": ["false"],
+    "pipeline.timeout": ["90s"], "pipeline.timeouts": ["{train: 2h}", "{}"], "sweep.scheduler": ["null", "tcp://127.0.0.1:8786"], "sweep.workers": ["1"],
 }
 
 
@@ -182,6 +192,8 @@ def test_valid_value_passes_the_checks(project, name, value):
     for part in name.split("."): actual = getattr(actual, part)
     if name == "evaluate.thresholds": expected = {k: v for k, v in merge({"roc_auc": 0.7}, expected).items() if v is not None}
     if name == "monitor.thresholds": expected = merge(Config().monitor.thresholds, expected)
+    if name == "pipeline.timeouts": expected = merge(Config().pipeline.timeouts, expected)
+    if name == "prepare.cutoff" and expected is not None: expected = expected.isoformat()  # YAML reads it as a date; the setting keeps ISO text
     if name in ("train.candidates", "stages"): actual = list(actual)
     _eq(actual, expected)
 
@@ -229,7 +241,7 @@ NUMERIC_RULES = {  # an independent statement of each numeric setting's valid ra
     "monitor.min_labels": (2, math.inf, False, False, True), "monitor.performance_drop": (0, math.inf, False, False, False),
     "monitor.confidence": (0.5, 1, True, True, False), "alerts.consecutive": (1, math.inf, False, False, True),
     "alerts.min_rows": (1, math.inf, False, False, True), "alerts.drift_share": (0, 1, False, False, False),
-    "alerts.group_top": (1, math.inf, False, False, True),
+    "alerts.group_top": (1, math.inf, False, False, True), "sweep.workers": (1, math.inf, False, False, True),
 }
 
 
