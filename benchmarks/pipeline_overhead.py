@@ -19,7 +19,15 @@ Both sides read their settings from the project's `mlops.yaml` through `mlops_nb
 `--set` overrides, so they train on identical rows with identical seeds; the script checks that both report the same
 held-out primary metric. It prints both wall times, their ratio, and a per-stage breakdown of the pipeline (from
 `runs/<run>/run.json`) next to the peer's time for the same step, with each stage split into kernel start/papermill
-bookkeeping, the runbook's import cell and its work cells (from the executed notebooks' papermill metadata).
+bookkeeping, the runbook's import cell and its work cells (from the executed notebooks' papermill metadata); a stage's
+fixed cost is everything but its work cells.
+
+Then, against the CLI start (`mlops-nb --help`, median of 3):
+
+* **cached re-run** - `mlops-nb run` a second time with nothing changed: every stage should come from the cache, and
+  the run should take less than a second beyond the CLI start.
+* **empty stages** - a pipeline of six stages whose notebooks only build their stage context (`--no-cache`): what a
+  stage costs when it does no work, per stage.
 
 How to run
 ----------
@@ -155,16 +163,21 @@ def mlops_nb_command()->str:
     return found
 
 
-def run_pipeline_cli(project:Path, overrides:list)->dict:
-    "Time `mlops-nb run --project PROJECT` as a user runs it; return wall time and the run's run.json."
+def _run_dirs(project:Path)->list:
+    "The project's run folders (those holding a run.json)."
+    return [p.parent for p in (project / "runs").glob("*/run.json")]
+
+
+def run_pipeline_cli(project:Path, overrides:list, flags:tuple=())->dict:
+    "Time `mlops-nb run --project PROJECT [FLAGS]` as a user runs it; return wall time and the run's run.json."
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    cmd = [mlops_nb_command(), "run", "--project", str(project)] + [a for o in overrides for a in ("--set", o)]
-    before = set((project / "runs").glob("*")) if (project / "runs").exists() else set()
+    cmd = [mlops_nb_command(), "run", "--project", str(project), *flags] + [a for o in overrides for a in ("--set", o)]
+    before = set(_run_dirs(project))
     cpu, start = _child_cpu(), time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     wall, cpu = time.perf_counter() - start, _child_cpu() - cpu
     if proc.returncode != 0: sys.exit(f"mlops-nb run failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    run_dir = max(set((project / "runs").glob("*")) - before, key=lambda p: p.stat().st_mtime)
+    run_dir = max(set(_run_dirs(project)) - before, key=lambda p: p.stat().st_mtime)
     return {"wall": wall, "cpu": cpu, "run_dir": run_dir, "run": json.loads((run_dir / "run.json").read_text()), "stdout": proc.stdout}
 
 
@@ -176,6 +189,46 @@ def stage_cells(executed:Path)->dict:
             and "parameters" not in c.metadata.get("tags", [])]
     durations = [float(c.metadata.get("papermill", {}).get("duration") or 0.0) for c in code]
     return {"imports": durations[0] if durations else 0.0, "work": sum(durations[1:])}
+
+
+def cli_start(times:int=3)->float:
+    "Median wall time of `mlops-nb --help`: the CLI's start, the floor of any `mlops-nb` command."
+    import statistics
+    walls = []
+    for _ in range(times):
+        start = time.perf_counter()
+        subprocess.run([mlops_nb_command(), "--help"], capture_output=True, check=True)
+        walls.append(time.perf_counter() - start)
+    return statistics.median(walls)
+
+
+EMPTY_STAGES = 6
+
+
+def empty_stages_project(work:Path, data:Path)->Path:
+    "A project whose pipeline is EMPTY_STAGES stages that only build their stage context: the fixed cost of a stage."
+    import nbformat
+    import yaml
+    project = work / "empty-stages"
+    subprocess.run([mlops_nb_command(), "init", str(project), "--data", str(data), "--target", TARGET],
+                   check=True, capture_output=True, text=True)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    parameters = nbformat.v4.new_code_cell("params = {}")
+    parameters.metadata["tags"] = ["parameters"]
+    nb.cells = [parameters, nbformat.v4.new_code_cell("from mlops_nb.stage import stage_context\nctx = stage_context(params)")]
+    nbformat.write(nb, project / "runbooks" / "empty.ipynb")
+    cfg = yaml.safe_load((project / "mlops.yaml").read_text())
+    cfg["stages"] = [{"name": f"empty{i}", "notebook": "runbooks/empty.ipynb"} for i in range(1, EMPTY_STAGES + 1)]
+    (project / "mlops.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return project
+
+
+def statuses(run:dict)->dict:
+    "Stage status -> how many stages of a run.json ended with it."
+    counts = {}
+    for stage in run["stages"]: counts[stage["status"]] = counts.get(stage["status"], 0) + 1
+    return counts
 
 
 # ---------------------------------------------------------------------------------------------------------- profile
@@ -280,14 +333,16 @@ def main(argv=None)->int:
         stages = {s["name"]: s["seconds"] for s in run["stages"]}
         notebooks = {p.stem.split("_", 1)[1]: p for p in (pipe["run_dir"] / "notebooks").glob("*.ipynb")}
 
-        print("\nper stage          pipeline   = kernel+papermill  + import cell  + work cells  | plain script  overhead")
-        peer_steps = peer["steps"]
+        print("\nper stage          pipeline   = kernel+papermill  + import cell  + work cells  | fixed  | plain script  overhead")
+        peer_steps, fixed = peer["steps"], []
         for name, seconds in stages.items():
             cells = stage_cells(notebooks[name]) if name in notebooks else {"imports": 0.0, "work": 0.0}
             rest = seconds - cells["imports"] - cells["work"]
+            fixed.append(seconds - cells["work"])
             plain = peer_steps.get(name)
             tail = f"| {plain:10.1f}s  {seconds - plain:+7.1f}s" if plain is not None else "|          -         -"
-            print(f"  {name:<14} {seconds:8.1f}s   = {rest:14.1f}s  + {cells['imports']:9.1f}s  + {cells['work']:9.1f}s  {tail}")
+            print(f"  {name:<14} {seconds:8.1f}s   = {rest:14.1f}s  + {cells['imports']:9.1f}s  + {cells['work']:9.1f}s  "
+                  f"| {fixed[-1]:5.1f}s {tail}")
         outside = pipe["wall"] - sum(stages.values())
         print(f"  {'outside stages':<14} {outside:8.1f}s   (CLI start, MLflow store + run set-up, notebook/HTML logging)"
               f"   | imports {peer_steps['imports']:.1f}s")
@@ -307,6 +362,28 @@ def main(argv=None)->int:
                   f"best candidate plain={peer['best']}, pipeline={run['summary'].get('params', {}).get('best_candidate')}")
         fp = run["summary"].get("tags", {}).get("data_fingerprint")
         if fp and fp != peer["fingerprint"]: print(f"DIFFERENT data fingerprint: plain {peer['fingerprint'][:12]} != pipeline {fp[:12]}")
+
+        print(f"fixed cost per stage (all but its work cells): mean {sum(fixed) / len(fixed):.2f} s over {len(fixed)} stages")
+
+        print("\nrunning   mlops-nb --help (CLI start, median of 3), a cached re-run, and a pipeline of empty stages ...", flush=True)
+        start_cli = cli_start()
+        print(f"CLI start (mlops-nb --help): {start_cli:.2f} s", flush=True)
+        again = run_pipeline_cli(project, args.set)
+        counts = statuses(again["run"])
+        cached = counts.get("cached", 0)
+        print(f"cached re-run: {again['wall']:.2f} s = CLI start + {again['wall'] - start_cli:.2f} s "
+              f"({cached} of {len(again['run']['stages'])} stages cached"
+              + (f"; {', '.join(f'{n} {k}' for k, n in counts.items() if k != 'cached')}" if cached < len(again["run"]["stages"]) else "") + ")"
+              + f"   goal: < 1 s beyond CLI start: {'met' if cached == len(again['run']['stages']) and again['wall'] - start_cli < 1 else 'NOT met'}",
+              flush=True)
+        blank = run_pipeline_cli(empty_stages_project(work, data), [], ("--no-cache",))
+        per_stage = [s["seconds"] for s in blank["run"]["stages"]]
+        print(f"empty stages: {blank['wall']:.2f} s for {len(per_stage)} stages = CLI start {start_cli:.2f} s + "
+              f"{blank['wall'] - start_cli - sum(per_stage):.2f} s run set-up/records + {sum(per_stage):.2f} s in stages "
+              f"({sum(per_stage) / len(per_stage):.2f} s per stage: {', '.join(f'{x:.2f}' for x in per_stage)})")
+        goal = 1.2 if args.rows >= 100_000 else 1.5 if args.rows <= 1_000 else None
+        if goal: print(f"one run: {pipe['wall'] / peer['wall']:.2f}x the plain script   goal at {args.rows:,} rows: <= {goal}x: "
+                       f"{'met' if pipe['wall'] / peer['wall'] <= goal else 'NOT met'}")
 
         load = os.getloadavg()[0]
         if load > 0.5 * (os.cpu_count() or 1): print(f"warning: load average {load:.1f} at the end: other processes may have distorted the timings")

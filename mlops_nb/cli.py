@@ -22,9 +22,10 @@ from .pipeline import RunResult, example_project, init_project, list_runs, open_
 
 # %% auto #0
 __all__ = ['KEY_METRICS', 'ROLLOUT_MODES', 'Progress', 'ui_link', 'summary_lines', 'cmd_init', 'cmd_run', 'cmd_runs',
-           'cmd_models', 'cmd_promote', 'cmd_rollback', 'cmd_audit', 'cmd_lineage', 'cmd_upgrade', 'cmd_examples',
-           'cmd_serve', 'cmd_rollout', 'status_lines', 'cmd_rollout_status', 'report_lines', 'cmd_ab_report',
-           'cmd_predict', 'cmd_monitor', 'cmd_maintain', 'OneLineParser', 'parser', 'main']
+           'cmd_models', 'cmd_promote', 'cmd_rollback', 'cmd_audit', 'cmd_lineage', 'cmd_upgrade', 'cmd_export',
+           'cmd_examples', 'cmd_serve', 'cmd_server', 'cmd_rollout', 'status_lines', 'cmd_rollout_status',
+           'report_lines', 'cmd_ab_report', 'cmd_predict', 'cmd_monitor', 'cmd_maintain', 'cmd_sweep', 'OneLineParser',
+           'parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #29d40b56
 class Progress:
@@ -38,7 +39,8 @@ class Progress:
             print(head, end=" ", file=self.out, flush=True)
             self.line_open, self.printed = True, False
         else:
-            status = f"{outcome.status:<6} {outcome.seconds:6.1f}s"
+            status = f"{outcome.status:<6} {outcome.seconds:6.1f}s" + (f"  cached from run {outcome.cached_from[:8]}" if outcome.status == "cached" else
+                                                                        "  done earlier in this run" if outcome.status == "skipped" else "")
             print(f"{head} {status}" if self.printed else status, file=self.out, flush=True)
             self.line_open = False
 
@@ -91,11 +93,15 @@ def _print_table(frame, empty:str)->None:
     print(empty if frame.empty else frame.to_string(index=False, na_rep="-"))
 
 def cmd_init(args)->int:
+    if args.ci: from mlops_nb.export import check_new_ci; check_new_ci(args.project_dir, args.force)  # before anything is written
     cfg = init_project(args.project_dir, args.data, args.target, args.time_column, args.name, args.force)
     print(f"Created project '{cfg.project}' in {cfg.project_dir}")
     print(f"  settings   {cfg.project_dir / 'mlops.yaml'}")
     print(f"  contract   {cfg.project_dir / cfg.contract}   (inferred from the data: review and edit it)")
     print(f"  runbooks   {cfg.project_dir / 'runbooks'}   (used instead of the packaged ones)")
+    if args.ci:
+        from mlops_nb.export import export_github, github_lines
+        print("\n".join(github_lines(*export_github(cfg.project_dir, force=args.force))))
     print(f"Next: cd {cfg.project_dir} && mlops-nb run")
     return 0
 
@@ -107,12 +113,13 @@ def cmd_run(args)->int:
     print(f"  tracking {redact_uri(tracking_uri(cfg))}")
     start = time.perf_counter()
     progress = Progress(show_output=not args.quiet)
-    result = run_pipeline(cfg, progress=progress, output=progress.output)
+    result = run_pipeline(cfg, progress=progress, output=progress.output, cache=False if args.no_cache else None, resume=args.resume,
+                          stage=args.stage, run_key=args.run_key)
     seconds, experiment = time.perf_counter() - start, None
     with contextlib.suppress(UsageError), _store(cfg) as client:  # only for the link into the UI
         experiment = client.get_run(result.run_id).info.experiment_id
     print("\n".join(summary_lines(result, cfg.train.primary_metric, seconds, experiment)))
-    if result.status != "FINISHED":
+    if result.status == "FAILED":  # RUNNING: a run built stage by stage (--stage) with stages to go
         failed = result.stages[-1] if result.stages and result.stages[-1].status == "failed" else None
         kept = f"\n  executed notebook kept at {failed.notebook}" if failed else ""
         print(f"error: {result.error}{kept}", file=sys.stderr)
@@ -178,6 +185,10 @@ def cmd_upgrade(args)->int:
     print("\n".join(lines) if lines else "the project's runbooks are current")
     return 0
 
+def cmd_export(args)->int:
+    from mlops_nb.export import export_cli
+    return export_cli(args)
+
 def cmd_examples(args)->int:
     for ex in EXAMPLES.values(): print(f"{ex.name:<14} target '{ex.target}': {ex.description}")
     return 0
@@ -188,6 +199,11 @@ def cmd_serve(args)->int:
     overrides = parse_overrides(args.set)
     return serve(args.project, host=args.host, port=args.port, workers=args.workers, insecure_no_auth=args.insecure_no_auth,
                  overrides=overrides or None) or 0
+
+def cmd_server(args)->int:
+    from mlops_nb.server import run_server
+    return run_server(args.backend_store_uri, args.artifacts_destination, host=args.host, port=args.port, workers=args.workers,
+                      postgres=args.postgres, insecure_no_auth=args.insecure_no_auth, allowed_hosts=args.allowed_hosts)
 
 def _percent(text:str)->float:
     try: value = float(text)
@@ -289,6 +305,10 @@ def cmd_maintain(args)->int:
     from mlops_nb.maintain import maintain_main
     return maintain_main(args.project, args.set, args.every)
 
+def cmd_sweep(args)->int:
+    from mlops_nb.sweep import sweep_main
+    return sweep_main(args.project, args.grid, args.backtest, args.horizon, args.datasets, args.set, args.scheduler, args.workers, args.register)
+
 # %% ../nbs/10_cli.ipynb #3319fc66
 class OneLineParser(argparse.ArgumentParser):
     "An argument parser whose usage errors are one line (exit status 2) that point at the command's `--help`."
@@ -319,6 +339,24 @@ def _rollout_parsers(sub)->None:
     s.add_argument("--json", action="store_true", help="print the status as JSON")
     s.set_defaults(func=cmd_rollout_status)
 
+def _export_parsers(sub)->None:
+    s = sub.add_parser("export", help="hand the pipeline to a scheduler or CI: an Airflow DAG, or a GitHub Actions workflow")
+    targets = s.add_subparsers(dest="target", required=True, metavar="TARGET")
+    t = targets.add_parser("airflow", help="write an Airflow DAG: one task per stage, each `mlops-nb run --stage X --run-key {{ run_id }}`")
+    _project(t)
+    t.add_argument("--output", help="the DAG file (default: PROJECT/dags/DAG_ID.py; - prints it)")
+    t.add_argument("--schedule", help="an Airflow preset such as @daily, or a cron expression such as '0 3 * * *' (default: none, run when triggered)")
+    t.add_argument("--dag-id", help="the DAG's id (default: mlops_nb_PROJECT)")
+    t.add_argument("--retries", type=int, default=2, help="retries of a failed task (default 2)")
+    t.add_argument("--command", default="mlops-nb", help="how an Airflow worker starts mlops-nb, e.g. /opt/venv/bin/mlops-nb (default: mlops-nb)")
+    t.add_argument("--force", action="store_true", help="replace an existing file that mlops-nb did not write")
+    t.set_defaults(func=cmd_export)
+    t = targets.add_parser("github", help="write .github/workflows/mlops-nb.yml: on pull requests, the pipeline on a committed sample, the gate, the tests")
+    _project(t)
+    t.add_argument("--sample-rows", type=int, default=1000, help="most rows in the CI sample, ci/sample.csv (default 1000)")
+    t.add_argument("--force", action="store_true", help="replace an existing workflow and sample")
+    t.set_defaults(func=cmd_export)
+
 def parser()->argparse.ArgumentParser: # The `mlops-nb` argument parser
     "The command-line interface."
     p = OneLineParser(prog="mlops-nb", description="Notebook-first MLOps: validated, cross-validated, evaluated, gated and registered models; every stage an executed notebook in MLflow.")
@@ -331,12 +369,17 @@ def parser()->argparse.ArgumentParser: # The `mlops-nb` argument parser
     s.add_argument("--time-column", help="datetime column: test on the most recent rows")
     s.add_argument("--name", help="project name (default: the folder name)")
     s.add_argument("--force", action="store_true", help="re-create the settings and contract of an existing project")
+    s.add_argument("--ci", choices=["github"], help="also write a CI workflow and its data sample, as `mlops-nb export github` does (replaced only with --force)")
     s.set_defaults(func=cmd_init)
     s = sub.add_parser("run", help="run the pipeline of a project (or of a bundled example)")
     s.add_argument("--example", choices=sorted(EXAMPLES), help="run on a bundled dataset (creates ./mlops-nb-example-NAME)")
     s.add_argument("--project", help="project folder (default: the current folder, or ./mlops-nb-example-NAME with --example)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting for this run, e.g. train.n_splits=3 (repeatable)")
     s.add_argument("-q", "--quiet", action="store_true", help="show only one line per stage, not what the stages print")
+    s.add_argument("--no-cache", action="store_true", help="run every stage, even those whose runbook, settings and inputs are unchanged")
+    s.add_argument("--resume", nargs="?", const="", metavar="RUN_ID", help="continue a failed run from its failed stage (default: the newest failed run)")
+    s.add_argument("--stage", metavar="NAME", help="run only this stage, inside the run of --run-key (or --resume); the stages before it must be done there")
+    s.add_argument("--run-key", metavar="KEY", help="the run that --stage belongs to, e.g. a scheduler's run id (the first call makes it)")
     s.set_defaults(func=cmd_run)
     s = sub.add_parser("runs", help="list recent pipeline runs")
     s.add_argument("--project", default=".", help="project folder (default: the current folder)")
@@ -378,6 +421,19 @@ def parser()->argparse.ArgumentParser: # The `mlops-nb` argument parser
     s.add_argument("--insecure-no-auth", action="store_true", help="serve a non-loopback host without a token (only behind a proxy that authenticates)")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. serve.max_rows=100 (repeatable)")
     s.set_defaults(func=cmd_serve)
+    s = sub.add_parser("server", help="run the team's MLflow tracking server on PostgreSQL, artifacts served through it; on 127.0.0.1 unless --host",
+                       description="Run `mlflow server --serve-artifacts` on a SQL database until stopped. The database URL, password "
+                                   "included, comes from MLFLOW_BACKEND_STORE_URI; or give --backend-store-uri without a password (then "
+                                   "PGPASSWORD or ~/.pgpass), or --postgres DIR for a local PostgreSQL cluster.")
+    s.add_argument("--backend-store-uri", metavar="URL", help="database URL without a password, e.g. postgresql://mlflow@db:5432/mlflow (default: MLFLOW_BACKEND_STORE_URI)")
+    s.add_argument("--postgres", metavar="DIR", help="run a local PostgreSQL cluster in DIR as the store (created when new; reached through a socket in DIR only)")
+    s.add_argument("--artifacts-destination", default="mlartifacts", metavar="DIR", help="folder (or s3://..., gs://...) for the artifacts the server keeps (default: ./mlartifacts)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1); any other needs --insecure-no-auth")
+    s.add_argument("--port", type=int, default=5000, help="TCP port (default 5000)")
+    s.add_argument("--workers", type=int, default=4, help="server processes (default 4)")
+    s.add_argument("--allowed-hosts", metavar="NAMES", help="host names clients use, comma-separated, e.g. mlflow.example.com (behind a proxy)")
+    s.add_argument("--insecure-no-auth", action="store_true", help="listen beyond this machine although the server does not authenticate (only behind a proxy that does)")
+    s.set_defaults(func=cmd_server)
     _rollout_parsers(sub)
     s = sub.add_parser("ab-report", help="compare the arms of the running A/B test on the labels sent to /feedback, with a confidence interval")
     _project(s)
@@ -415,6 +471,21 @@ def parser()->argparse.ArgumentParser: # The `mlops-nb` argument parser
     _project(s)
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. maintain.max_age=7d (repeatable)")
     s.set_defaults(func=cmd_maintain)
+    _export_parsers(sub)
+    s = sub.add_parser("sweep", help="many pipeline runs on a Dask cluster: a grid of settings, a backtest over cutoffs, one run per data file",
+                       description="Run the project's pipeline once per task on a Dask cluster (a local one unless --scheduler) and gather one "
+                                   "comparison table, written as CSV and logged with a plot to a sweep run. A failed task is reported and the "
+                                   "others go on; the exit status is 1 when a task's run did not finish.")
+    s.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="a setting and its values, e.g. train.n_iter=2,4 (repeatable: every combination runs)")
+    s.add_argument("--backtest", metavar="CUTOFFS", help="one run per cutoff, e.g. 2024-03-31,2024-06-30: train on rows up to it, test on rows after it")
+    s.add_argument("--horizon", metavar="DURATION", help="with --backtest: test on rows at most this long after each cutoff, e.g. 90d (default: every later row)")
+    s.add_argument("--datasets", metavar="FOLDER", help="one run per CSV or Parquet file in FOLDER (as data.path; each is checked against the project's contract)")
+    s.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="a running Dask scheduler (default: sweep.scheduler, else a local cluster)")
+    s.add_argument("--workers", type=int, help="worker processes of the local cluster (default: sweep.workers)")
+    s.add_argument("--register", action="store_true", help="let every run register its model (default: the register stage is left out)")
+    _project(s)
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting for every run, e.g. train.n_splits=3 (repeatable)")
+    s.set_defaults(func=cmd_sweep)
     return p
 
 def main(argv:list|None=None, # Arguments (default: `sys.argv[1:]`)

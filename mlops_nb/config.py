@@ -521,7 +521,8 @@ def config_dict(cfg:Config)->dict: # JSON-serialisable settings (without the pro
     d = asdict(cfg)
     d.pop("project_dir")
     d["tracking_uri"] = redact_uri(cfg.tracking_uri)
-    d["stages"] = [s if isinstance(s, str) else asdict(_stage_spec(s)) for s in cfg.stages]
+    d["stages"] = [s if isinstance(s, str) else {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(_stage_spec(s)).items()}
+                   for s in cfg.stages]  # lists, not tuples: papermill injects only JSON-like values
     return d
 
 # %% ../nbs/00_config.ipynb #cdb16632

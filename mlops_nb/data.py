@@ -5,6 +5,7 @@
 # %% ../nbs/01_data.ipynb #c450e5e5
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -18,7 +19,8 @@ from .config import UsageError
 
 # %% auto #0
 __all__ = ['FORMATS', 'EXAMPLES', 'TRUSTED_TYPES', 'table_format', 'read_table', 'Example', 'load_example', 'fingerprint',
-           'row_hashes', 'write_parquet', 'schema', 'UntrustedTypes', 'trusted_types', 'save_skops', 'load_skops']
+           'row_hashes', 'write_parquet', 'schema', 'deciding_rows', 'pandas_dataset', 'UntrustedTypes',
+           'trusted_types', 'stored_types', 'save_skops', 'load_skops']
 
 # %% ../nbs/01_data.ipynb #093ff53f
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -107,8 +109,11 @@ def write_parquet(df:pd.DataFrame, # Table to write
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    # dictionary encoding pays off for repeated values, not for measurements: tried on float columns it is dropped
+    # after a page, having cost more than the rest of the write
+    repeated = [str(name) for name, dtype in df.dtypes.items() if dtype.kind != "f"]
     try:
-        df.to_parquet(tmp, index=False)
+        df.to_parquet(tmp, index=False, use_dictionary=repeated)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
@@ -117,6 +122,46 @@ def write_parquet(df:pd.DataFrame, # Table to write
 def schema(df:pd.DataFrame)->dict: # Column name -> dtype name
     "The column types of a table, as plain strings."
     return {str(c): str(t) for c, t in df.dtypes.items()}
+
+# %% ../nbs/01_data.ipynb #55f7c77d
+def deciding_rows(df:pd.DataFrame, # Any table
+                 )->pd.DataFrame: # The rows of `df` that decide its MLflow schema (all of them when a column holds non-text objects)
+    "The few rows of a table from which MLflow infers the same schema as from the whole table."
+    if len(df) <= 2: return df
+    positions = {0}
+    for i in range(df.shape[1]):
+        column = df.iloc[:, i]
+        if column.dtype.kind == "O" and pd.api.types.infer_dtype(column, skipna=True) not in ("string", "empty"): return df
+        missing = column.isna().to_numpy()
+        for found in (missing, ~missing):
+            if found.any(): positions.add(int(found.argmax()))
+    return df.iloc[sorted(positions)]
+
+def pandas_dataset(df:pd.DataFrame, # The table
+                   source:str, # Where it was read from (a path or URI)
+                   name:str|None=None, # Dataset name
+                   digest:str|None=None, # Its content fingerprint
+                   targets:str|None=None, # The target column, when `df` has it
+                  ): # An `mlflow.data.pandas_dataset.PandasDataset`
+    "`mlflow.data.from_pandas`, with the schema inferred once from `deciding_rows` rather than from every value."
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    return _table_dataset()(df=df, source=resolve_dataset_source(source), targets=targets, name=name, digest=digest)
+
+@functools.cache
+def _table_dataset()->type:
+    "The dataset class of `pandas_dataset` (made on first use: importing MLflow costs seconds)."
+    from functools import cached_property
+
+    from mlflow.data.pandas_dataset import PandasDataset
+    from mlflow.types.utils import _infer_schema
+
+    class TableDataset(PandasDataset):
+        "A pandas dataset whose MLflow schema is inferred once, from `deciding_rows`."
+        @cached_property
+        def schema(self):
+            try: return _infer_schema(deciding_rows(self._df))
+            except Exception: return None  # noqa: BLE001 - as in PandasDataset: a table MLflow cannot type has no schema
+    return TableDataset
 
 # %% ../nbs/01_data.ipynb #b236c706
 TRUSTED_TYPES = (
@@ -141,21 +186,28 @@ def trusted_types(obj)->list: # Type names skops must be told to trust to load `
     _refuse(names, f"this {type(obj).__name__}")
     return names
 
+def stored_types(path:Path|str, # A skops file
+                )->list: # Type names skops must be told to trust to load it
+    "The non-default types needed to load a skops file, each one listed in `TRUSTED_TYPES`; read from its schema, no object is built."
+    import skops.io as sio
+    names = sio.get_untrusted_types(file=path)
+    _refuse(names, Path(path).name)
+    return names
+
 def save_skops(obj, # A fitted or unfitted scikit-learn object
                path:Path|str, # Destination `.skops` file
               )->Path: # The written path
     "Save a scikit-learn object with skops, atomically; refuses an object holding untrusted types."
     import skops.io as sio
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    trusted_types(obj)
+    data = sio.dumps(obj)  # serialised once: the types are checked in these bytes, which are then written
+    _refuse(sio.get_untrusted_types(data=data), f"this {type(obj).__name__}")
     tmp = path.with_name(f".{path.name}.tmp")
-    sio.dump(obj, tmp)
+    tmp.write_bytes(data)
     os.replace(tmp, path)
     return path
 
 def load_skops(path:Path|str)->object: # The stored object
     "Load a skops file, trusting only skops' safe defaults and `TRUSTED_TYPES`."
     import skops.io as sio
-    names = sio.get_untrusted_types(file=path)
-    _refuse(names, Path(path).name)
-    return sio.load(path, trusted=names)
+    return sio.load(path, trusted=stored_types(path))

@@ -20,13 +20,14 @@ import pandas as pd
 
 import mlops_nb
 from .alerts import deliver, firing_alerts, gauges_text, signals, step, webhook_url
-from .config import Config, UsageError, config_dict, redact_uri, runs_dir, tracking_uri
+from .config import Config, UsageError, config_dict, parse_duration, redact_uri, runs_dir, tracking_uri
 from .drift import VersionReport
 from .monitor import MonitorResult, Window, monitor
-from .pipeline import (RUNBOOKS, StageFailed, WarmKernels, _html, _stderr_to, _stop, execute_stage, experiment_id, open_store,
+from .kernel import KernelSession, StageFailed
+from .pipeline import (RUNBOOKS, _html, _stderr_to, experiment_id, open_store,
                                outdated_runbooks, project_commit)
 from .registry import current_user
-from .stage import strict_json
+from .stage import StageParams, strict_json
 
 # %% auto #0
 __all__ = ['KIND_TAG', 'MONITOR_TAG', 'STATE_ARTIFACT', 'RESULT_ARTIFACT', 'monitor_runbook', 'previous_state', 'write_atomic',
@@ -164,21 +165,17 @@ def _as_dict(x)->dict:
 def _report(cfg:Config, window:Window, model_ref, run_id:str, run_dir:Path, uri:str, progress)->tuple:
     "Execute the report runbook; return (result, executed notebook)."
     executed, output = run_dir / "monitor.ipynb", run_dir / "monitor"
-    params = {"stage": "monitor", "project_dir": str(cfg.project_dir), "run_dir": str(run_dir), "output_dir": str(output),
-              "inputs": {}, "data_path": None, "config": config_dict(cfg), "tracking_uri": uri, "stage_run_id": run_id,
-              "parent_run_id": None, "git_commit": project_commit(cfg.project_dir), "window": window.to_dict(), "model_ref": model_ref}
+    stage = StageParams("monitor", str(cfg.project_dir), str(run_dir), str(output), {}, None, config_dict(cfg), uri, run_id, None,
+                        project_commit(cfg.project_dir))
+    params = {"params": stage.to_dict(), "window": window.to_dict(), "model_ref": model_ref}
     class _Lines:
         def write(self, text):
             for line in text.splitlines():
                 if line.strip() and progress: progress(line)
         def flush(self): pass
-    with _stderr_to(run_dir / "kernel.log") as user, contextlib.redirect_stderr(user):  # kernel chatter to the log, progress to the user
-        kernels = WarmKernels(cfg.project_dir)
-        km = kernels.take(prefetch=False)
-        try: execute_stage(monitor_runbook(cfg), executed, params, cfg.project_dir, km, _Lines())
-        finally:
-            _stop(km)
-            kernels.close()
+    timeout = parse_duration(cfg.pipeline.timeouts.get("monitor", cfg.pipeline.timeout))
+    with _stderr_to(run_dir / "kernel.log") as user, contextlib.redirect_stderr(user), KernelSession(cfg.project_dir) as session:
+        session.run(monitor_runbook(cfg), executed, params, timeout, _Lines(), stage="monitor")  # kernel chatter to the log, progress to the user
     return MonitorResult.from_dict(json.loads((output / "result.json").read_text())), executed
 
 def run_monitor(cfg:Config, # Project config

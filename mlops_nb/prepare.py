@@ -5,6 +5,8 @@
 # %% ../nbs/03_prepare.ipynb #abda6d1b
 from __future__ import annotations
 
+import datetime
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +17,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from .config import UsageError, parse_duration
 from .contract import Contract
 
 # %% auto #0
@@ -36,6 +39,9 @@ class Split:
     strategy: str
     target: str
     time_column: str | None = None  # The column a time split ordered the rows by
+    cutoff: str | None = None  # A backtest's cutoff: the last moment of training data (ISO)
+    horizon: str | None = None  # How far after the cutoff the test part reaches (None: every later row)
+    n_unused: int = 0  # Rows after the horizon, in neither part
 
     def balance(self)->pd.DataFrame: # Class counts per part
         "Rows per class in the training and test parts."
@@ -44,8 +50,11 @@ class Split:
     def time_facts(self)->dict: # Empty unless this is a time split
         "Where a time split cut: the first test timestamp and the undated rows kept for training."
         if self.strategy != "time": return {}
-        return {"time_column": self.time_column, "test_from": _when(pd.to_datetime(self.test[self.time_column]).min()),
-                "n_undated": int(pd.to_datetime(self.train[self.time_column]).isna().sum())}
+        facts = {"time_column": self.time_column, "test_from": _when(pd.to_datetime(self.test[self.time_column]).min()),
+                 "n_undated": int(pd.to_datetime(self.train[self.time_column]).isna().sum())}
+        if self.cutoff is None: return facts
+        return {**facts, "cutoff": self.cutoff, "horizon": self.horizon, "test_until": _when(pd.to_datetime(self.test[self.time_column]).max()),
+                "n_unused": self.n_unused}
 
     def to_dict(self)->dict:
         return {"strategy": self.strategy, "n_train": len(self.train), "n_test": len(self.test), **self.time_facts(),
@@ -54,6 +63,7 @@ class Split:
     def _repr_html_(self)->str:
         facts = self.time_facts()
         when = f"; test rows from {facts['test_from']}, {facts['n_undated']:,} undated rows train" if facts else ""
+        if self.cutoff is not None: when += f"; cutoff {self.cutoff}, horizon {self.horizon or 'none'}, {self.n_unused:,} later rows unused"
         return (f"<p><b>{self.strategy}</b> split: {len(self.train):,} training rows, {len(self.test):,} test rows{when}</p>"
                 + _html_table(self.balance()))
 
@@ -79,23 +89,75 @@ def _time_test_rows(times:pd.Series, # Timestamps of all rows (NaT for undated r
     return (times >= start).to_numpy()  # undated rows compare False: they train
 
 # %% ../nbs/03_prepare.ipynb #dc4a2483
+_DATE_ONLY = re.compile(r"\s*\d{4}-\d{2}-\d{2}\s*")
+
+def _cutoff_moment(cutoff, # ISO text, a date or a timestamp
+                   times:pd.Series, # The time column (its time zone decides how a cutoff without one is read)
+                   column:str, # Name of the time column, for messages
+                  )->pd.Timestamp: # The last moment of training data
+    "The cutoff as a timestamp comparable with `times`: a date alone is the end of that day."
+    try: moment = pd.Timestamp(cutoff)
+    except (ValueError, TypeError): moment = pd.NaT
+    if moment is pd.NaT:
+        raise ValueError(f"prepare.cutoff {cutoff!r} is not an ISO date or time such as 2024-06-30 or 2024-06-30T12:00")
+    whole_day = (isinstance(cutoff, str) and _DATE_ONLY.fullmatch(cutoff)) or (isinstance(cutoff, datetime.date) and not isinstance(cutoff, datetime.datetime))
+    if whole_day: moment = moment + pd.Timedelta(days=1) - pd.Timedelta(1, "ns")
+    zone = times.dt.tz
+    if zone is not None and moment.tz is None: return moment.tz_localize(zone)
+    if zone is None and moment.tz is not None:
+        raise ValueError(f"prepare.cutoff {cutoff} has a time zone but '{column}' has none: write the cutoff without one")
+    return moment
+
+def _cutoff_rows(times:pd.Series, # Timestamps of all rows (NaT for undated rows)
+                 cutoff, # The backtest's cutoff (see `_cutoff_moment`)
+                 horizon:str|None, # Duration after the cutoff that the test part covers; None: every later row
+                 column:str, # Name of the time column, for messages
+                )->tuple: # (in_train, in_test) boolean arrays
+    "Training rows up to the cutoff (and undated rows), test rows after it and at most `horizon` later."
+    moment = _cutoff_moment(cutoff, times, column)
+    if horizon is None: end = None
+    else:
+        try: end = moment + pd.Timedelta(seconds=parse_duration(horizon))
+        except UsageError as e: raise ValueError(f"prepare.horizon: {e}") from None
+    dated = times.dropna()
+    if dated.empty: raise ValueError(f"no rows of '{column}' at or before the cutoff {cutoff}: the column holds no times")
+    if not (dated <= moment).any():
+        raise ValueError(f"no rows of '{column}' at or before the cutoff {cutoff}: the data starts {_when(dated.min())}; choose a later prepare.cutoff")
+    in_test = (times > moment) & (times <= end) if end is not None else times > moment
+    if not in_test.any():
+        reach = f" and at most {horizon} after it" if horizon else ""
+        raise ValueError(f"no rows of '{column}' after the cutoff {cutoff}{reach}: the data ends {_when(dated.max())}; "
+                         "choose an earlier prepare.cutoff" + (" or a longer prepare.horizon" if horizon else ""))
+    return (times.isna() | (times <= moment)).to_numpy(), in_test.to_numpy()
+
+# %% ../nbs/03_prepare.ipynb #d1306107
 def split_data(df:pd.DataFrame, # Validated data, target included
                contract:Contract, # The data contract (target and time column)
-               test_size:float=0.2, # Share of rows held out
+               test_size:float=0.2, # Share of rows held out (not used with a cutoff)
                strategy:str="auto", # "auto", "stratified", "random" or "time"
                seed:int=42, # Random seed
+               cutoff:str|None=None, # Backtest: train on rows up to this time (ISO; a date alone is the end of that day)
+               horizon:str|None=None, # With `cutoff`: test only on rows at most this long after it, e.g. "90d"
               )->Split: # Training and test parts
-    "Split `df` into training and test parts: stratified, random, or time-ordered at a timestamp boundary."
+    "Split `df` into training and test parts: stratified, random, time-ordered at a timestamp boundary, or at a backtest's cutoff."
     if not 0 < test_size < 1: raise ValueError(f"prepare.test_size must be between 0 and 1, got {test_size}")
-    if strategy == "auto": strategy = "time" if contract.time_column else "stratified"
+    if horizon is not None and cutoff is None: raise ValueError("prepare.horizon needs prepare.cutoff: the horizon is measured from the cutoff")
+    if strategy == "auto": strategy = "time" if contract.time_column or cutoff is not None else "stratified"
     if strategy not in SPLITS: raise ValueError(f"unknown split '{strategy}': use auto, {', '.join(SPLITS)}")
-    y = df[contract.target]
+    if cutoff is not None and strategy != "time":
+        raise ValueError(f"prepare.cutoff needs a time split, but prepare.split is {strategy}: set prepare.split to time (or auto)")
+    y, n_unused = df[contract.target], 0
     if strategy == "time":
         if not contract.time_column: raise ValueError("a time split needs data.time_column in mlops.yaml")
         times = pd.to_datetime(df[contract.time_column]).reset_index(drop=True)
         order = times.sort_values(kind="stable", na_position="first").index.to_numpy()  # positions, oldest first, undated rows before all
-        in_test = _time_test_rows(times, test_size, contract.time_column)[order]
-        train, test = df.iloc[order[~in_test]], df.iloc[order[in_test]]
+        if cutoff is None:
+            in_test = _time_test_rows(times, test_size, contract.time_column)
+            in_train = ~in_test
+        else:
+            in_train, in_test = _cutoff_rows(times, cutoff, horizon, contract.time_column)
+            n_unused = int((~in_train & ~in_test).sum())
+        train, test = df.iloc[order[in_train[order]]], df.iloc[order[in_test[order]]]
     else:
         stratify = None
         if strategy == "stratified":
@@ -106,12 +168,15 @@ def split_data(df:pd.DataFrame, # Validated data, target included
             stratify = y
         train, test = train_test_split(df, test_size=test_size, stratify=stratify, random_state=seed)
     if train[contract.target].nunique() < 2:
-        raise ValueError("the training part holds a single class: use more data or a different split")
+        raise ValueError("the training part holds a single class: " + ("choose a later prepare.cutoff" if cutoff is not None else
+                                                                          "use more data or a different split"))
+    earlier = "a later prepare.cutoff" if cutoff is not None else "a smaller prepare.test_size"
     unseen = sorted(set(test[contract.target].unique()) - set(train[contract.target].unique()), key=str)
     if unseen:
         raise ValueError(f"classes {unseen} occur only in the test part, so no model can learn them: "
-                         "use more history, a smaller prepare.test_size, or prepare.split: stratified")
-    return Split(train, test, strategy, contract.target, contract.time_column if strategy == "time" else None)
+                         f"use more history, {earlier}, or prepare.split: stratified")
+    return Split(train, test, strategy, contract.target, contract.time_column if strategy == "time" else None,
+                 None if cutoff is None else str(cutoff), horizon, n_unused)
 
 # %% ../nbs/03_prepare.ipynb #1c7d4a36
 def extra_columns(contract:Contract, # The data contract

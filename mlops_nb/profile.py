@@ -289,6 +289,7 @@ def build_profile(train:pd.DataFrame, # Training rows (features and target)
                   seed:int=0, # Seed of the calibration and PCA fits
                   name:str="", # Registered model name
                   version:int|None=None, # Registered version, when known
+                  proba:np.ndarray|None=None, # The model's probabilities on `held_out`, in `model.classes_` order, already computed (`Evaluation.proba`); default: predicted here
                  )->Profile:
     "Profile the training data and the model's held-out outputs."
     if not len(train) or not len(held_out): raise ValueError(f"a profile needs training and held-out rows (got {len(train)} and {len(held_out)})")
@@ -308,7 +309,10 @@ def build_profile(train:pd.DataFrame, # Training rows (features and target)
             if label_key(value) in keys: counts[keys[label_key(value)]] += int(n)
         return tuple(counts)
     inputs = list(getattr(model, "feature_names_in_", [c.name for c in contract.features]))
-    proba = np.asarray(model.predict_proba(held_out[inputs]), dtype=float)
+    if proba is None: proba = model.predict_proba(held_out[inputs])
+    proba = np.asarray(proba, dtype=float)
+    if proba.shape != (len(held_out), len(classes)):
+        raise ValueError(f"proba has shape {proba.shape}, the held-out rows and the model's classes need {(len(held_out), len(classes))}")
     y = held_out[contract.target].to_numpy()
     performance = dict(metrics) if metrics is not None else classification_metrics(y, proba, list(classes), positive)
     numeric = [c for c, p in features.items() if p.kind == "numeric"]

@@ -8,6 +8,9 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import os
+import random
+import socket
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -21,10 +24,10 @@ from mlflow.tracking import MlflowClient
 from .config import UsageError, redact_uri, store_errors
 
 # %% auto #0
-__all__ = ['AUDIT_PREFIX', 'SOURCES', 'ROLLOUT', 'CHAMPION', 'CHALLENGER', 'utc_now', 'current_user', 'AliasChange',
-           'record_change', 'audit_trail', 'audit_frame', 'lock_path', 'alias_lock', 'Registration', 'champion_version',
-           'move_alias', 'register_version', 'parse_version', 'get_version', 'promote', 'champion_history', 'rollback',
-           'model_versions', 'model_card']
+__all__ = ['AUDIT_PREFIX', 'SOURCES', 'ROLLOUT', 'LOCK_TAG', 'CHAMPION', 'CHALLENGER', 'utc_now', 'current_user', 'AliasChange',
+           'record_change', 'audit_trail', 'audit_frame', 'lock_path', 'registry_lock', 'alias_lock', 'Registration',
+           'champion_version', 'move_alias', 'register_version', 'parse_version', 'get_version', 'promote',
+           'champion_history', 'rollback', 'model_versions', 'model_card']
 
 # %% ../nbs/06_registry.ipynb #e9962e49
 AUDIT_PREFIX = "mlops_nb.audit."  # Registered-model tag keys of the audit trail
@@ -104,16 +107,62 @@ def lock_path(tracking_uri:str, # The store's tracking URI
     if "://" not in tracking_uri: return Path(tracking_uri) / ".aliases.lock"
     return None
 
+LOCK_TAG = "mlops_nb.lock"  # Tag of a lock model: who holds it (user@host:pid:random)
+
+def _lock_holder(client:MlflowClient, lock:str)->str|None:
+    "The token of the lock's holder; None when nobody holds it."
+    try: return client.get_registered_model(lock).tags.get(LOCK_TAG, "")
+    except MlflowException as e:
+        if e.error_code == "RESOURCE_DOES_NOT_EXIST": return None
+        raise
+
+@contextlib.contextmanager
+def registry_lock(client:MlflowClient, # Client on the tracking store (a server, or a database)
+                  name:str, # Registered model whose aliases are moved
+                  timeout:float=120.0, # Seconds to wait for another process to finish its alias move
+                  stale:float=60.0, # Seconds one holder may keep the lock before a waiter deems it dead and removes it
+                 ): # Yields the lock's name, `NAME.alias-lock`
+    "Hold `name`'s alias lock in the store itself: a registered model that only one process can create."
+    lock, token = f"{name}.alias-lock", f"{current_user()}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    deadline, seen, since = time.monotonic() + timeout, None, time.monotonic()
+    while True:
+        try:
+            client.create_registered_model(lock, tags={LOCK_TAG: token},
+                                           description=f"Held while mlops-nb moves an alias of '{name}'; deleted when done.")
+            break
+        except MlflowException as e:  # taken; or just released, as a server looks the taken name up to say so
+            if e.error_code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"): raise
+        holder, now = _lock_holder(client, lock), time.monotonic()
+        if holder == token: break  # our own creation, answered late and retried
+        if holder != seen: seen, since = holder, now
+        elif holder is not None and now - since > stale:  # the same holder all along: it died holding the lock
+            with contextlib.suppress(MlflowException): client.delete_registered_model(lock)
+            seen = None
+            continue
+        if now > deadline:
+            raise UsageError(f"another process ({holder}) has held the alias lock of '{name}' for more than {timeout:g}s: "
+                             "try again when it has finished") from None
+        time.sleep(random.uniform(0.02, 0.1))
+    try: yield lock
+    finally:
+        with contextlib.suppress(MlflowException, OSError):
+            if _lock_holder(client, lock) == token: client.delete_registered_model(lock)
+
 @contextlib.contextmanager
 def alias_lock(tracking_uri:str, # The store's tracking URI
                timeout:float=120.0, # Seconds to wait for another process to finish its alias move
-              ): # Yields the lock file, or None when there is nothing local to lock
-    "Hold the store's alias lock while the block runs."
+               client:MlflowClient|None=None, # Client on the store: with `name`, locks a server through its registry
+               name:str|None=None, # Registered model whose aliases are moved
+              ): # Yields the lock file, the lock model's name, or None when there is nothing to lock with
+    "Hold the store's alias lock while the block runs: a file lock on a local store, `registry_lock` on a server."
     path = lock_path(tracking_uri)
     try: import fcntl
-    except ImportError: fcntl = None  # Windows: check-set-verify only
+    except ImportError: fcntl = None  # Windows: the registry lock
     if path is None or fcntl is None:
-        yield None
+        if client is None or name is None:
+            yield None
+            return
+        with registry_lock(client, name, timeout) as lock: yield lock
         return
     with open(path, "a") as handle:
         deadline = time.monotonic() + timeout
@@ -238,13 +287,13 @@ def register_version(client:MlflowClient, # Client on the project's tracking sto
     version = int(mv.version)
     if model_id: _link_logged_model(client, model_id, name, version)
     client.set_model_version_tag(name, str(version), "gate", "passed" if gate_passed else "failed")
-    with alias_lock(client.tracking_uri):
+    with alias_lock(client.tracking_uri, client=client, name=name):
         before = client.get_registered_model(name).aliases
         current = int(before[CHAMPION]) if CHAMPION in before else None
         promote, note = _promotion(gate_passed, compared_with, current, version)
         move_alias(client, name, CHALLENGER, int(before[CHALLENGER]) if CHALLENGER in before else None, version, "registered", "register", run_id)
         if promote: move_alias(client, name, CHAMPION, current, version, reason or "gate passed", "gate", run_id)
-        held = client.get_registered_model(name).aliases  # verify: a server has no lock, another process may have moved them
+        held = client.get_registered_model(name).aliases  # verify: a client outside mlops-nb may have moved them
     aliases = tuple(a for a in (CHAMPION, CHALLENGER) if str(held.get(a)) == str(version))
     if promote and CHAMPION not in aliases:
         note = f"not promoted: another run moved @champion to v{held.get(CHAMPION)} while this version was being promoted"
@@ -289,7 +338,7 @@ def promote(client:MlflowClient, # Client on the project's tracking store
     if gate != "passed" and not force:
         verdict = "failed its gate" if gate == "failed" else "has no gate verdict"
         raise UsageError(f"'{name}' v{version} {verdict}: promote it anyway with --force --reason TEXT")
-    with alias_lock(client.tracking_uri):
+    with alias_lock(client.tracking_uri, client=client, name=name):
         current = champion_version(client, name)
         if current == version: raise UsageError(f"'{name}' v{version} is already @champion")
         return move_alias(client, name, CHAMPION, current, version, reason or "promoted by hand; its gate passed",
@@ -314,7 +363,7 @@ def rollback(client:MlflowClient, # Client on the project's tracking store
              reason:str|None=None, # Why
             )->AliasChange: # The recorded change
     "Point `@champion` back at the champion before the current one, as the audit trail records it."
-    with alias_lock(client.tracking_uri):
+    with alias_lock(client.tracking_uri, client=client, name=name):
         current = champion_version(client, name)
         chain = champion_history(audit_trail(client, name))
         if current is None and not chain: raise UsageError(f"'{name}' has no @champion, so there is nothing to roll back")

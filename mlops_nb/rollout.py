@@ -158,7 +158,7 @@ def set_policy(client:MlflowClient, # Client on the project's tracking store
     if key is not None and not (isinstance(key, str) and ROUTING_KEY.test(key)):
         raise UsageError(f"routing key {key!r} must be header:NAME or column:NAME")
     reason = (reason or "").strip()
-    with alias_lock(client.tracking_uri):
+    with alias_lock(client.tracking_uri, client=client, name=name):
         try: model = client.get_registered_model(name)
         except MlflowException as e:
             if e.error_code != "RESOURCE_DOES_NOT_EXIST": raise
@@ -264,7 +264,7 @@ def take_out_canary(client:MlflowClient, # Client on the project's tracking stor
                     why:str, # The judgement, with its figures
                    )->bool: # True when this call took the canary out; False when the policy had already changed
     "Send an unhealthy canary's share to 0%, if the policy is still `policy_id` (compare-and-set)."
-    with alias_lock(client.tracking_uri):
+    with alias_lock(client.tracking_uri, client=client, name=name):
         model = client.get_registered_model(name)
         current = state_from(name, model.aliases, model.tags).policy
         if current.id != policy_id or current.mode != "canary" or current.share == 0: return False

@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 from .config import Config, config_from_dict, connection_uri
 
 # %% auto #0
-__all__ = ['DATA_FILE', 'SUMMARY_FILE', 'strict_json', 'StageContext', 'stage_context', 'show_figure']
+__all__ = ['DATA_FILE', 'SUMMARY_FILE', 'LEGACY_PARAMETERS', 'strict_json', 'StageContext', 'StageParams', 'stage_context',
+           'legacy_parameters', 'show_figure']
 
 # %% ../nbs/06a_stage.ipynb #69be583d
 DATA_FILE = "data.parquet"
@@ -92,32 +93,77 @@ class StageContext:
         return self.write_json(SUMMARY_FILE, summary)
 
 # %% ../nbs/06a_stage.ipynb #dc2bef5a
-def stage_context(stage:str, # Stage name
-                  project_dir:str, # Project folder
-                  run_dir:str, # This run's folder
-                  output_dir:str, # This stage's (temporary) output folder
-                  inputs:dict, # Earlier stages' output folders
-                  data_path:str|None, # Current table
-                  config:dict, # Settings as plain data
-                  tracking_uri:str|None=None, # MLflow store
-                  stage_run_id:str|None=None, # MLflow run of this stage
-                  parent_run_id:str|None=None, # MLflow run of the pipeline
-                  git_commit:str|None=None, # Project commit
+@dataclass(frozen=True)
+class StageParams:
+    "What the pipeline passes to a stage's notebook, as the single papermill parameter `params`."
+    stage: str # The stage's name in mlops.yaml
+    project_dir: str # The project folder
+    run_dir: str # This run's folder
+    output_dir: str # This stage's (temporary) output folder
+    inputs: dict # Earlier stages' output folders, by stage name
+    data_path: str|None # The current table
+    config: dict # Every setting, as plain data
+    tracking_uri: str|None = None # The MLflow store, without credentials
+    stage_run_id: str|None = None # The MLflow run of this stage
+    parent_run_id: str|None = None # The MLflow run of the pipeline
+    git_commit: str|None = None # The project's commit
+
+    def to_dict(self)->dict: # JSON-able: what papermill injects
+        "The parameters as plain data."
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d:dict)->StageParams: # The parameters of `d`
+        "Read parameters back from plain data; a missing or unknown key is a one-line error."
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        missing = [f.name for f in fields(cls) if f.name not in d and f.default is MISSING]
+        if unknown: raise ValueError(f"unknown stage parameter(s) {', '.join(unknown)}: a stage receives {', '.join(names)}")
+        if missing: raise ValueError(f"stage parameter(s) {', '.join(missing)} missing: a stage receives {', '.join(names)}")
+        return cls(**d)
+
+LEGACY_PARAMETERS = tuple(f.name for f in fields(StageParams))  # the names runbooks declared one by one before `params`
+
+# %% ../nbs/06a_stage.ipynb #e03fe395
+def stage_context(params:dict|StageParams, # The runbook's `params` (a `StageParams` or its `to_dict()`)
+                  *legacy, # The ten other values, in `StageParams` order, from a notebook written for the earlier parameters
                  )->StageContext: # The context, with this stage's MLflow run started
-    "Build a `StageContext` from a runbook's parameters and start its MLflow run."
-    if not run_dir or not output_dir:
-        raise RuntimeError(f"runbook '{stage}' is executed by `mlops-nb run`, which passes its parameters; "
+    "Build a `StageContext` from a runbook's `params` and start its MLflow run."
+    if legacy: params = StageParams(params, *legacy)
+    elif isinstance(params, dict):
+        if not params.get("run_dir") or not params.get("output_dir"):
+            raise RuntimeError(f"runbook '{params.get('stage') or 'this notebook'}' is executed by `mlops-nb run`, which passes its `params`; "
+                               "to explore it, run the pipeline once and open the executed notebook it keeps in the run folder")
+        params = StageParams.from_dict(params)
+    p = params
+    if not p.run_dir or not p.output_dir:
+        raise RuntimeError(f"runbook '{p.stage}' is executed by `mlops-nb run`, which passes its `params`; "
                            "to explore it, run the pipeline once and open the executed notebook it keeps in the run folder")
-    ctx = StageContext(stage, Path(project_dir), Path(run_dir), Path(output_dir), {k: Path(v) for k, v in (inputs or {}).items()},
-                       Path(data_path) if data_path else None, config_from_dict(config, project_dir),
-                       tracking_uri, stage_run_id, parent_run_id, git_commit)
+    ctx = StageContext(p.stage, Path(p.project_dir), Path(p.run_dir), Path(p.output_dir), {k: Path(v) for k, v in (p.inputs or {}).items()},
+                       Path(p.data_path) if p.data_path else None, config_from_dict(p.config, p.project_dir),
+                       p.tracking_uri, p.stage_run_id, p.parent_run_id, p.git_commit)
     ctx.output_dir.mkdir(parents=True, exist_ok=True)
-    if tracking_uri and stage_run_id:
+    if p.tracking_uri and p.stage_run_id:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars in the executed notebook
         import mlflow
-        mlflow.set_tracking_uri(connection_uri(tracking_uri))
-        if mlflow.active_run() is None: mlflow.start_run(run_id=stage_run_id)
+        mlflow.set_tracking_uri(connection_uri(p.tracking_uri))
+        if mlflow.active_run() is None: mlflow.start_run(run_id=p.stage_run_id)
     return ctx
+
+# %% ../nbs/06a_stage.ipynb #865ce5e4
+def legacy_parameters(notebook:Path, # A stage's notebook
+                     )->bool: # True when its `parameters` cell declares the earlier names and not `params`
+    "Whether a notebook was written for the eleven separate parameters of earlier versions."
+    import ast
+
+    import nbformat
+    nb = nbformat.read(notebook, as_version=4)
+    cell = next((c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])), None)
+    if cell is None: return False
+    try: tree = ast.parse(cell.source)
+    except SyntaxError: return False
+    declared = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    return "params" not in declared and bool(declared & set(LEGACY_PARAMETERS))
 
 # %% ../nbs/06a_stage.ipynb #d1d4c9b2
 def show_figure(fig, # matplotlib Figure

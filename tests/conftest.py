@@ -1,6 +1,6 @@
 """Helpers for the end-to-end tests: run the real `mlops-nb` command in a subprocess and look at what it leaves behind.
 
-Every pipeline run costs tens of seconds (one Jupyter kernel per stage), so runs that several tests can inspect without
+Every pipeline run that executes its stages costs tens of seconds, so runs that several tests can inspect without
 interfering are made once per session by fixtures in the test modules; tests that use them only read.
 With pytest-xdist use `--dist loadfile` so that each module's shared runs are made once, on one worker.
 """
@@ -52,8 +52,8 @@ def show(code, out, err) -> str:
 
 
 def run_dirs(project: Path) -> list[Path]:
-    "The project's run folders, oldest first."
-    return sorted(p for p in (Path(project) / "runs").iterdir() if p.is_dir())
+    "The project's run folders, oldest first (not the cache index, `runs/.cache`)."
+    return sorted(p for p in (Path(project) / "runs").iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def run_dir_of(project: Path, run_id: str) -> Path:
@@ -107,28 +107,17 @@ def set_stages(project: Path, stages: list) -> None:
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
-PARAMETERS = """\
-stage = None
-project_dir = None
-run_dir = None
-output_dir = None
-inputs = {}
-data_path = None
-config = {}
-tracking_uri = None
-stage_run_id = None
-parent_run_id = None
-git_commit = None
-"""
+PARAMETERS = "params = {}"
+CONTEXT = "from mlops_nb.stage import stage_context\nctx = stage_context(params)"
 
 
 def stage_notebook(path: Path, *code_cells: str) -> Path:
-    "Write a runbook for a custom stage: a `parameters` cell followed by `code_cells`."
+    "Write a runbook for a custom stage: a `parameters` cell, a cell making `ctx` (the stage context), then `code_cells`."
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     cell = nbformat.v4.new_code_cell(PARAMETERS)
     cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell] + [nbformat.v4.new_code_cell(src) for src in code_cells]
+    nb.cells = [cell] + [nbformat.v4.new_code_cell(src) for src in (CONTEXT, *code_cells)]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)

@@ -43,8 +43,8 @@ def bc(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def bc_second(bc):
-    "A second default run of the same project, same data."
-    return _snapshot(bc["project"], _run(bc["project"]))
+    "A second default run of the same project, same data, with the cache off so that every stage runs again."
+    return _snapshot(bc["project"], _run(bc["project"], "--no-cache"))
 
 
 @pytest.fixture(scope="session")

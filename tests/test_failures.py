@@ -9,22 +9,19 @@ import pytest
 from conftest import artifact_paths, client_for, error_lines, fast, read_json, run_cli, run_dir_of, run_id_from, set_stages, show, stage_notebook, stage_runs
 
 ENRICH = '''\
-from pathlib import Path
 import pandas as pd
-df = pd.read_parquet(data_path)
+df = pd.read_parquet(ctx.table)
 df["radius_per_texture"] = df["mean radius"] / df["mean texture"]
-Path(output_dir).mkdir(parents=True, exist_ok=True)
-df.to_parquet(Path(output_dir) / "data.parquet", index=False)
+df.to_parquet(ctx.output("data.parquet"), index=False)
 print(f"enriched {len(df)} rows")
 '''
 BROKEN = '''\
 import pandas as pd
-df = pd.read_parquet(data_path)
+df = pd.read_parquet(ctx.table)
 raise RuntimeError("enrichment service unavailable")
 '''
 MARKER = '''\
-from pathlib import Path
-(Path(output_dir) / "marker.txt").write_text("project runbook used")
+ctx.output("marker.txt").write_text("project runbook used")
 '''
 STAGES = ["ingest", "validate", {"name": "enrich", "notebook": "runbooks/enrich.ipynb"}, "prepare", "train", "evaluate", "register"]
 
@@ -53,7 +50,7 @@ def enriched(tmp_path_factory, breast_cancer_frame):
 def enrich_failed(enriched):
     "The same project, its enrich stage swapped for one that raises."
     broken = [s if not isinstance(s, dict) else {"name": "enrich", "notebook": "runbooks/enrich_broken.ipynb"} for s in STAGES]
-    code, out, err = run_cli("run", "--project", enriched["project"], "--set", f"stages={json.dumps(broken)}", *fast)
+    code, out, err = run_cli("run", "--project", enriched["project"], "--set", f"stages={json.dumps(broken)}", "--no-cache", *fast)
     run_id = run_id_from(out)
     return {"code": code, "out": out, "err": err, "run_id": run_id, "run_dir": run_dir_of(enriched["project"], run_id)}
 

@@ -100,7 +100,7 @@ def test_too_many_quarantined_rows_fail_the_run(broken, strict_run):
     assert not list(run_dir.glob(".*.partial"))
     assert (run_dir / "notebooks" / "02_validate.ipynb").exists() and not (run_dir / "notebooks" / "03_prepare.ipynb").exists()
     info = read_json(run_dir / "run.json")
-    assert info["status"] == "FAILED" and [s["status"] for s in info["stages"]] == ["ok", "failed"]
+    assert info["status"] == "FAILED" and [s["status"] for s in info["stages"]] == ["cached", "failed"]  # ingest: the same file as the run before
 
     client = client_for(broken["project"])
     parent = client.get_run(strict_run["run_id"])

@@ -97,7 +97,7 @@ def test_kernel_that_cannot_start_ends_the_run_failed(project, tmp_path):
     _eq(code, 1)
     lines = error_lines(err)
     _eq(len(lines), 1)
-    assert lines[0].startswith("error: stage 'ingest' failed outside its notebook") and "no-such-python" in lines[0], show(code, out, err)
+    assert lines[0].startswith("error: stage 'ingest': its kernel could not start: ") and "no-such-python" in lines[0], show(code, out, err)
     run_id = run_id_from(out)
     info = read_json(run_dir_of(project, run_id) / "run.json")
     _eq((info["status"], info["error"], [(s["name"], s["status"]) for s in info["stages"]]), ("FAILED", lines[0].removeprefix("error: "), [("ingest", "failed")]))
@@ -110,8 +110,8 @@ def _lines(stream, into: queue.Queue):
 
 
 def test_ctrl_c_mid_stage_ends_every_run_failed(project):
-    stage_notebook(project / "runbooks" / "wait.ipynb", "import time\nfrom pathlib import Path\nPath(output_dir).mkdir(parents=True)\n"
-                   "(Path(output_dir) / 'half.txt').write_text('half written')\nprint('waiting', flush=True)\ntime.sleep(600)")
+    stage_notebook(project / "runbooks" / "wait.ipynb", "import time\n"
+                   "ctx.output('half.txt').write_text('half written')\nprint('waiting', flush=True)\ntime.sleep(600)")
     set_stages(project, ["ingest", {"name": "wait", "notebook": "runbooks/wait.ipynb"}])
     proc = subprocess.Popen(cli_command("run", "--project", project), env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, lines = [], queue.Queue()

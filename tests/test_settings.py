@@ -213,12 +213,12 @@ def test_invalid_setting_through_the_real_command(project):
 @pytest.mark.parametrize("name,value,fragment", _cases(INVALID))
 def test_stages_refuse_what_the_config_refuses(project, name, value, fragment, tmp_path):
     "A stage reads its settings through `config_from_dict` too, so a value refused there is refused by every stage."
-    from mlops_nb.stage import stage_context
+    from mlops_nb.stage import StageParams, stage_context
     data = merge(config_dict(load_config(project)), parse_overrides([f"{name}={value}"]))
     try: config_from_dict(data, project)
     except UsageError as refused:
         with pytest.raises(UsageError) as by_stage:
-            stage_context("prepare", str(project), str(tmp_path), str(tmp_path / "out"), {}, None, data)
+            stage_context(StageParams("prepare", str(project), str(tmp_path), str(tmp_path / "out"), {}, None, data).to_dict())
         _eq(str(by_stage.value), str(refused))
 
 
