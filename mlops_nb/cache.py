@@ -105,12 +105,18 @@ def stage_key(params:StageParams, # What the stage receives
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 # %% ../nbs/06d_cache.ipynb #2af1d355
+def _cells(path:Path)->list: # [kind, source] of each cell, as `nbformat.read(path, as_version=4)` gives them
+    try:  # a version-4 notebook is plain JSON: read it directly (importing nbformat costs seconds)
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+        if nb.get("nbformat") == 4:
+            return [[c["cell_type"], c["source"] if isinstance(c["source"], str) else "".join(c["source"])] for c in nb["cells"]]
+    except (ValueError, KeyError, TypeError, AttributeError): pass
+    import nbformat  # an older format, or something only nbformat can read (or explain)
+    return [[c.cell_type, c.source] for c in nbformat.read(path, as_version=4).cells]
+
 def runbook_hash(path:Path)->str: # Hex SHA-256 of the notebook's cells
     "A content hash of a notebook: its cells' kinds and sources, not outputs or metadata."
-    import nbformat
-    nb = nbformat.read(path, as_version=4)
-    cells = [[c.cell_type, c.source] for c in nb.cells]
-    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(_cells(path)).encode()).hexdigest()
 
 def settings_for(spec:StageSpec, # The stage
                  notebook:Path, # The notebook it runs

@@ -236,8 +236,8 @@ class PipelineSettings:
     "How `mlops-nb run` executes the stages: the cache and the time limits."
     cache: bool = setting(True, "reuse a stage's outputs and records from an earlier run when its runbook, the settings it reads, its inputs and mlops-nb are unchanged (`run --no-cache` for one run)")
     timeout: str = setting("1h", "longest a stage not named in timeouts may run before its kernel is stopped and the run fails", DURATION)
-    timeouts: dict = setting({"ingest": "30m", "validate": "30m", "prepare": "30m", "train": "6h", "evaluate": "1h", "register": "15m"},
-                             "time limit per stage", TIMEOUT_MAP)
+    timeouts: dict = setting({"ingest": "30m", "validate": "30m", "prepare": "30m", "train": "6h", "evaluate": "1h", "register": "15m",
+                              "monitor": "30m"}, "time limit per stage (monitor: the report notebook of `mlops-nb monitor`)", TIMEOUT_MAP)
 
 @dataclass(frozen=True)
 class SweepSettings:

@@ -363,3 +363,17 @@ class KernelSession:
             _kill(self._km)
             raise
         finally: self._worker.stop()
+
+# %% ../nbs/06c_kernel.ipynb #7830940b
+@contextlib.contextmanager
+def _stderr_to(path:Path):
+    "Send this process's and its children's standard error (kernel start-up chatter) to a log file; yield the real one, for the user."
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log, open(os.dup(saved), "w") as user:
+        os.dup2(log.fileno(), 2)
+        try: yield user
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)

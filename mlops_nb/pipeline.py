@@ -6,56 +6,57 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
 import shutil
-import sys
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from collections.abc import Callable
 
-import pandas as pd
-
 import mlops_nb
 from .cache import (CACHE_DIR, DONE, RUN_KEY_TAG, check_upstream, continued_run, current_champion, entry_facts, file_digest, kept_output,
-                            manifest_digest, read_entry, settings_for, stage_key, usable_entry, write_entry, write_manifest, write_run_json)
+                            manifest_digest, read_entry, settings_for, stage_key, usable_entry, write_atomic, write_entry, write_manifest,
+                            write_run_json)
 from .config import (CONFIG_FILE, Config, StageSpec, UsageError, config_dict, connection_uri, html_table, parse_duration,
                              redact_uri, render_config, runs_dir, store_errors, tracking_credentials, tracking_uri)
 from .config import data_path as data_file
-from .kernel import KernelSession, StageFailed
-from .project import (RUNBOOKS, check_inputs, environment, experiment_id, installed_packages, one_line, open_store,
+from .kernel import KernelSession, StageFailed, _stderr_to
+from .project import (PIPELINE_TAG, RUNBOOKS, check_inputs, environment, experiment_id, installed_packages, one_line,
                               outdated_runbooks, project_commit, project_dirty, runbook_for, runbook_hash)
-from .project import MANIFEST, check_settings, example_project, init_project, read_manifest, upgrade_runbooks  # noqa: F401 - imported from here
+from .project import (MANIFEST, check_settings, example_project, init_project, list_runs,  # noqa: F401 - imported from here
+                              open_store, read_manifest, upgrade_runbooks)
 from .registry import current_user
 from .stage import DATA_FILE, SUMMARY_FILE, StageParams, legacy_parameters
 
 # %% auto #0
-__all__ = ['PIPELINE_TAG', 'CACHED_TAG', 'StageOutcome', 'RunResult', 'run_pipeline', 'list_runs']
+__all__ = ['CACHED_TAG', 'StageOutcome', 'RunResult', 'run_pipeline']
 
 # %% ../nbs/09_pipeline.ipynb #92c0d62c
+@functools.cache
+def _exporter():
+    from nbconvert import HTMLExporter
+    return HTMLExporter()  # one per process: building it loads its templates
+
 def _html(notebook:Path)->str:
     import nbformat
-    from nbconvert import HTMLExporter
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
-    return body
+    return _exporter().from_notebook_node(nbformat.read(notebook, as_version=4))[0]
 
-@contextlib.contextmanager
-def _stderr_to(path:Path):
-    "Send this process's and its children's standard error (kernel start-up chatter) to a log file; yield the real one, for the user."
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(path, "ab") as log, open(os.dup(saved), "w") as user:
-        os.dup2(log.fileno(), 2)
-        try: yield user
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+def _low_priority()->None:
+    "Lower the calling thread's CPU priority (Linux), so that records give way to a stage's computation."
+    with contextlib.suppress(AttributeError, OSError): os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+class _Record:
+    "A record made on the low-priority thread, or here and now by whoever needs its result before that thread began it."
+    def __init__(self, pool, fn:Callable, *args): self.fn, self.args, self.future, self.taken = fn, args, pool.submit(fn, *args), False
+    def done(self)->bool: return self.future.done()
+    def take(self)->None: self.taken = self.taken or self.future.cancel()  # the thread has not begun it: it is ours now
+    def result(self): self.take(); return self.fn(*self.args) if self.taken else self.future.result()
 
 # %% ../nbs/09_pipeline.ipynb #32f0c250
-PIPELINE_TAG = "mlops_nb.pipeline"
 CACHED_TAG = "mlops_nb.cached_from"  # on a cached stage's run: the stage run that made its outputs
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def _log_summary(client, run_id:str, summary:dict, logged:dict)->None:
     from mlflow.entities import Metric, Param, RunTag
     now = int(time.time() * 1000)
     params = {k: str(v) for k, v in summary["params"].items() if logged.get(k, str(v)) == str(v)}
+    if not (params or summary["metrics"] or summary["tags"]): return
     client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in summary["metrics"].items() if v is not None],
                      params=[Param(k, v) for k, v in params.items()], tags=[RunTag(k, str(v)) for k, v in summary["tags"].items()])
     logged.update(params)
@@ -165,6 +167,8 @@ class _Run:
 
     def collect(self, wait:bool)->None:
         "Note finished background records; the first that failed becomes the run's error."
+        if wait:
+            for record in self.records: record.take()  # what the thread has not begun is made here, at normal priority
         pending = []
         for record in self.records:
             if not (wait or record.done()): pending.append(record); continue
@@ -205,16 +209,16 @@ def _start_records(run:_Run, cfg:Config, settings:dict)->None:
 
 def _use_cached(run:_Run, spec:StageSpec, entry:dict, final:Path)->StageOutcome:
     "Link a stage of this run to a cache entry's outputs and records."
-    client, start = run.client, time.perf_counter()
-    child = client.create_run(run.experiment_id, run_name=spec.name, tags={"mlflow.parentRunId": run.run_id, "mlops_nb.stage": spec.name,
-                                                                            CACHED_TAG: entry["stage_run_id"], "mlops_nb.cached_from_run": entry["run_id"]})
+    client, start, original = run.client, time.perf_counter(), Path(entry["output_dir"])
+    summary = _summary(original / SUMMARY_FILE)
+    child = client.create_run(run.experiment_id, run_name=spec.name,  # the summary's tags with the run: fewer store transactions
+                              tags={**{k: str(v) for k, v in summary["tags"].items()}, "mlflow.parentRunId": run.run_id, "mlops_nb.stage": spec.name,
+                                    CACHED_TAG: entry["stage_run_id"], "mlops_nb.cached_from_run": entry["run_id"]})
     run.children[spec.name] = child.info.run_id
-    original = Path(entry["output_dir"])
     if final.is_symlink() or final.is_file(): final.unlink()
     elif final.exists(): shutil.rmtree(final)
     final.symlink_to(os.path.relpath(original, final.parent), target_is_directory=True)
-    summary = _summary(original / SUMMARY_FILE)
-    _log_summary(client, child.info.run_id, summary, {})
+    _log_summary(client, child.info.run_id, {**summary, "tags": {}}, {})
     run.pending.append(summary)  # onto the parent run with the next stage's, or at the end: one call for a run of cached stages
     client.set_terminated(child.info.run_id, "FINISHED")
     run.closed.add(child.info.run_id)
@@ -309,7 +313,7 @@ def _execute(run:_Run, cfg:Config, spec:StageSpec, index:int, notebook:Path, ses
         if partial.exists() and any(partial.iterdir()): os.replace(partial, failed)
         elif partial.exists(): partial.rmdir()  # nothing written: nothing to keep
         client.set_tag(child.info.run_id, "error", error[:5000])
-    run.records.append(run.recorder.submit(_record_stage, client, child.info.run_id, executed, "FINISHED" if error is None else "FAILED"))
+    run.records.append(_Record(run.recorder, _record_stage, client, child.info.run_id, executed, "FINISHED" if error is None else "FAILED"))
     outcome = StageOutcome(spec.name, "ok" if error is None else "failed", seconds, child.info.run_id, executed,
                            final if error is None else None, error, key=key, fingerprint=fingerprint)
     return outcome, manifest
@@ -356,14 +360,14 @@ def run_pipeline(cfg:Config, # Project config (from `load_config`)
     if run_key is not None and (stage is None or resume is not None): raise UsageError("--run-key goes with --stage NAME, and not with --resume")
     if run_key is not None and not re.fullmatch(r"[\w.:+@-]{1,200}", run_key): raise UsageError(f"bad --run-key {run_key!r}: use letters, digits and . _ : + @ -")
     notebooks = [runbook_for(cfg, s) for s in specs]  # every notebook must exist before anything runs
-    check_inputs(cfg)
+    passed = check_inputs(cfg)
     outdated = outdated_runbooks(cfg.project_dir, [f"{s.name}.ipynb" for s in specs if s.notebook is None])
     secret = tracking_uri(cfg)
     uri = redact_uri(secret)
     runs_dir(cfg).mkdir(parents=True, exist_ok=True)
     log = runs_dir(cfg) / f".kernels-{os.getpid()}.log"
     from concurrent.futures import ThreadPoolExecutor
-    recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-stage")
+    recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-stage", initializer=_low_priority)
     run, interrupted = None, False
     with environment(tracking_credentials(secret)), _stderr_to(log) as user:
         say = warn or (lambda text: print(f"warning: {text}", file=user, flush=True))
@@ -392,6 +396,8 @@ def run_pipeline(cfg:Config, # Project config (from `load_config`)
             except store_errors() as e:
                 raise UsageError(f"cannot record to the MLflow store at {uri}: {one_line(e, secret)}") from None
             for line in outdated: say(line)  # once the run has started
+            if passed is not None:
+                with contextlib.suppress(OSError): write_atomic(passed, "")  # these settings need no check next time
             (run_dir / "notebooks").mkdir(parents=True, exist_ok=True)
             os.replace(log, run_dir / "kernels.log")  # standard error keeps going to the moved file
             prior = {r["name"]: r for r in info.get("stages", [])}
@@ -414,21 +420,3 @@ def run_pipeline(cfg:Config, # Project config (from `load_config`)
         status = _close_run(run, specs, interrupted, stage)
     if interrupted: raise KeyboardInterrupt(f"{run.error}: run {run.run_id} ended FAILED, its folder is {run.run_dir}")
     return RunResult(run.run_id, run.run_dir, status, tuple(run.outcomes), uri, run.merged, run.error)
-
-# %% ../nbs/09_pipeline.ipynb #fae05c47
-def list_runs(cfg:Config, # Project config
-              max_results:int=20, # How many recent runs
-             )->pd.DataFrame: # One row per pipeline run, newest first
-    "Recent pipeline runs of the project."
-    cols = ["run_id", "started", "status", "duration_s", f"test_{cfg.train.primary_metric}", "gate", "model_version"]
-    with open_store(cfg, "read runs from") as client:
-        exp = client.get_experiment_by_name(cfg.project)
-        if exp is None: return pd.DataFrame(columns=cols)
-        runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{PIPELINE_TAG}` = 'true'",
-                                  order_by=["attributes.start_time DESC"], max_results=max_results)
-    rows = [{"run_id": r.info.run_id, "started": pd.Timestamp(r.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M:%S"),
-             "status": r.info.status,
-             "duration_s": round((r.info.end_time - r.info.start_time) / 1000, 1) if r.info.end_time else None,
-             f"test_{cfg.train.primary_metric}": r.data.metrics.get(f"test_{cfg.train.primary_metric}"),
-             "gate": r.data.tags.get("gate", ""), "model_version": r.data.tags.get("model_version", "")} for r in runs]
-    return pd.DataFrame(rows, columns=cols)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import functools
+import hashlib
 import importlib.metadata
 import json
 import math
@@ -22,16 +23,16 @@ import pandas as pd
 
 import mlops_nb
 from .config import (CONFIG_FILE, Config, StageSpec, UsageError, artifact_location, config_from_dict, connection_uri,
-                             data_path, redact_uri, render_config, store_errors, tracking_credentials, tracking_uri)
-from .cache import runbook_hash
+                             config_dict, data_path, redact_uri, render_config, runs_dir, store_errors, tracking_credentials, tracking_uri)
+from .cache import CACHE_DIR, runbook_hash
 from .contract import Contract, ContractError, clean_missing, infer_contract
 from .data import load_example, read_table, table_format
 
 # %% auto #0
-__all__ = ['EXPERIMENT_KIND', 'RUNBOOKS', 'GITIGNORE', 'MANIFEST', 'STAGE_NEEDS', 'environment', 'one_line', 'open_store',
-           'experiment_id', 'init_project', 'example_project', 'read_manifest', 'copy_new_runbooks',
-           'outdated_runbooks', 'upgrade_runbooks', 'runbook_for', 'project_commit', 'project_dirty',
-           'installed_packages', 'check_settings', 'check_inputs']
+__all__ = ['EXPERIMENT_KIND', 'PIPELINE_TAG', 'RUNBOOKS', 'GITIGNORE', 'MANIFEST', 'STAGE_NEEDS', 'environment', 'one_line',
+           'open_store', 'experiment_id', 'list_runs', 'init_project', 'example_project', 'read_manifest',
+           'copy_new_runbooks', 'outdated_runbooks', 'upgrade_runbooks', 'runbook_for', 'project_commit',
+           'project_dirty', 'installed_packages', 'check_settings', 'check_inputs', 'checked_mark']
 
 # %% ../nbs/06e_project.ipynb #947e2e11
 @contextlib.contextmanager
@@ -77,9 +78,28 @@ def experiment_id(client, cfg:Config)->str: # The project's MLflow experiment, c
         if exp.tags.get(key) is None: client.set_experiment_tag(exp.experiment_id, key, value)  # made before the tag existed
     return exp.experiment_id
 
+PIPELINE_TAG = "mlops_nb.pipeline"  # on the parent run of every pipeline run
+
+def list_runs(cfg:Config, # Project config
+              max_results:int=20, # How many recent runs
+             )->pd.DataFrame: # One row per pipeline run, newest first
+    "Recent pipeline runs of the project."
+    cols = ["run_id", "started", "status", "duration_s", f"test_{cfg.train.primary_metric}", "gate", "model_version"]
+    with open_store(cfg, "read runs from") as client:
+        exp = client.get_experiment_by_name(cfg.project)
+        if exp is None: return pd.DataFrame(columns=cols)
+        runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{PIPELINE_TAG}` = 'true'",
+                                  order_by=["attributes.start_time DESC"], max_results=max_results)
+    rows = [{"run_id": r.info.run_id, "started": pd.Timestamp(r.info.start_time, unit="ms").strftime("%Y-%m-%d %H:%M:%S"),
+             "status": r.info.status,
+             "duration_s": round((r.info.end_time - r.info.start_time) / 1000, 1) if r.info.end_time else None,
+             f"test_{cfg.train.primary_metric}": r.data.metrics.get(f"test_{cfg.train.primary_metric}"),
+             "gate": r.data.tags.get("gate", ""), "model_version": r.data.tags.get("model_version", "")} for r in runs]
+    return pd.DataFrame(rows, columns=cols)
+
 # %% ../nbs/06e_project.ipynb #809c5215
 RUNBOOKS = Path(mlops_nb.__file__).parent / "runbooks"
-GITIGNORE = "# written by mlops-nb: local MLflow store, its alias lock, run outputs, the prediction log and monitoring output\nmlflow.db\nmlflow.db.aliases.lock\nmlartifacts/\nruns/\npredictions/\nmonitoring/\n"
+GITIGNORE = "# written by mlops-nb: local MLflow store, its alias lock, run outputs, the prediction log, monitoring output and sweeps\nmlflow.db\nmlflow.db.aliases.lock\nmlartifacts/\nruns/\npredictions/\nmonitoring/\nsweeps/\n"
 
 class _Undo:
     "Remember what a block creates or replaces, so that `undo` can put things back."
@@ -314,6 +334,12 @@ def check_settings(cfg:Config, # Project config (every value already checked aga
         if not low <= bound <= high: raise UsageError(f"evaluate.thresholds.{name} must be between {low} and {high} ({name}'s range), got {bound}")
     if cfg.prepare.split == "time" and not cfg.data.time_column:
         raise UsageError("prepare.split is time but data.time_column is not set: name the column that orders the rows, or use another split")
+    if cfg.prepare.cutoff is not None and not cfg.data.time_column:
+        raise UsageError("prepare.cutoff is set but data.time_column is not: a cutoff needs the column that orders the rows")
+    if cfg.prepare.cutoff is not None and cfg.prepare.split in ("stratified", "random"):
+        raise UsageError(f"prepare.cutoff needs a time split but prepare.split is {cfg.prepare.split}: set prepare.split to time or auto")
+    if cfg.prepare.horizon is not None and cfg.prepare.cutoff is None:
+        raise UsageError("prepare.horizon is set but prepare.cutoff is not: the horizon is measured from the cutoff")
     names = [s.name for s in cfg.stage_specs]
     for i, name in enumerate(names):
         missing = [need for need in STAGE_NEEDS.get(name, ()) if need not in names[:i]]
@@ -330,7 +356,7 @@ def check_settings(cfg:Config, # Project config (every value already checked aga
     problems = unusable_features(contract)
     if problems: raise UsageError(f"{cfg.contract}: " + "; ".join(problems))
 
-def check_inputs(cfg:Config)->None:
+def check_inputs(cfg:Config)->Path|None: # The mark to write once the run has started; None when these settings passed before
     "Fail early, with a one-line `UsageError`, when a setting, the data file or the data contract the stages need is invalid."
     names = [s.name for s in cfg.stage_specs]
     if "ingest" in names:
@@ -350,4 +376,15 @@ def check_inputs(cfg:Config)->None:
             if configured != declared:
                 raise UsageError(f"{what} is {configured!r} in {CONFIG_FILE} but {declared!r} in {cfg.contract}: the contract decides; "
                                  f"make them agree, or re-create the contract with `mlops-nb init --force`")
+    passed = checked_mark(cfg, contract_file.read_bytes() if contract is not None else None)
+    if passed.exists(): return None
     check_settings(cfg, contract)
+    return passed
+
+def checked_mark(cfg:Config, # Project config
+                 contract:bytes|None, # The contract file's bytes, when the stages use it
+                )->Path: # A file under `runs/.cache/.checked/` that exists once these settings passed `check_settings`
+    "Where a run records that its settings and contract passed the checks, so that the next run with them can skip them."
+    body = json.dumps({"settings": config_dict(cfg), "contract": hashlib.sha256(contract).hexdigest() if contract is not None else None,
+                       "mlops_nb": mlops_nb.__version__}, sort_keys=True, default=str)
+    return runs_dir(cfg) / CACHE_DIR / ".checked" / hashlib.sha256(body.encode()).hexdigest()

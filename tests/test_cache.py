@@ -140,3 +140,84 @@ def test_deleted_or_changed_cached_output_is_rebuilt(small):
     _eq(again["stages"], [("ingest", "ok", ""), ("validate", "ok", "")])  # everything after a rebuilt stage runs too
     _eq([line for line in again["err"].splitlines() if line.startswith("warning: stage")],
         [f"warning: stage 'ingest': not using the cached outputs of run {first['run_id'][:8]}: data.parquet changed; running it again"])
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"prepare": {"cutoff": "2024-06-30"}}, "prepare.cutoff is set but data.time_column is not: a cutoff needs the column that orders the rows"),
+    ({"data": {"time_column": "day"}, "prepare": {"cutoff": "2024-06-30", "split": "stratified"}},
+     "prepare.cutoff needs a time split but prepare.split is stratified: set prepare.split to time or auto"),
+    ({"data": {"time_column": "day"}, "prepare": {"cutoff": "2024-06-30", "split": "random"}},
+     "prepare.cutoff needs a time split but prepare.split is random: set prepare.split to time or auto"),
+    ({"data": {"time_column": "day"}, "prepare": {"horizon": "30d"}},
+     "prepare.horizon is set but prepare.cutoff is not: the horizon is measured from the cutoff"),
+])
+def test_backtest_settings_without_a_time_split_are_rejected(settings, message):
+    from mlops_nb.config import UsageError, config_from_dict
+    from mlops_nb.project import check_settings
+    with pytest.raises(UsageError) as e: check_settings(config_from_dict(settings))
+    _eq(str(e.value), message)
+    check_settings(config_from_dict({"data": {"time_column": "day"}, "prepare": {"cutoff": "2024-06-30", "horizon": "30d"}}))  # split auto: fine
+
+
+def test_horizon_without_cutoff_stops_the_command_before_a_run(tmp_path, breast_cancer_frame):
+    breast_cancer_frame.to_csv(tmp_path / "cancer.csv", index=False)
+    init_project(tmp_path / "project", tmp_path / "cancer.csv", "diagnosis")
+    code, _out, err = run_cli("run", "--project", tmp_path / "project", "--set", "prepare.horizon=30d")
+    _eq((code, err.strip()), (2, "error: prepare.horizon is set but prepare.cutoff is not: the horizon is measured from the cutoff"))
+    _eq((tmp_path / "project" / "runs").exists() and any((tmp_path / "project" / "runs").glob("*/run.json")), False)
+
+
+def test_runbook_hash_is_nbformats(tmp_path):
+    "The hash read from the JSON equals the one through nbformat, for every packaged runbook and an old-format notebook."
+    import hashlib
+    import json
+
+    import nbformat
+
+    from mlops_nb.cache import runbook_hash
+    from mlops_nb.project import RUNBOOKS
+    v3 = nbformat.v3.new_notebook(worksheets=[nbformat.v3.new_worksheet(cells=[nbformat.v3.new_code_cell("x = 1\ny = 2")])])
+    (tmp_path / "old.ipynb").write_text(nbformat.v3.nbjson.writes(v3))
+    books = sorted(RUNBOOKS.glob("*.ipynb")) + [tmp_path / "old.ipynb"]
+    _eq(len(books), 8)
+    for book in books:
+        cells = [[c.cell_type, c.source] for c in nbformat.read(book, as_version=4).cells]
+        _eq(runbook_hash(book), hashlib.sha256(json.dumps(cells).encode()).hexdigest())
+
+
+def test_settings_that_passed_are_not_checked_again(tmp_path, breast_cancer_frame, monkeypatch):
+    "A run marks settings + contract that passed check_settings; the same again skips it, any change checks again."
+    import mlops_nb.project as project_module
+    from mlops_nb.cache import write_atomic
+    from mlops_nb.config import UsageError, load_config
+    breast_cancer_frame.to_csv(tmp_path / "cancer.csv", index=False)
+    project = tmp_path / "project"
+    init_project(project, tmp_path / "cancer.csv", "diagnosis")
+    with pytest.raises(UsageError): project_module.check_inputs(load_config(project, {"train": {"primary_metric": "auc"}}))
+    _eq((project / "runs").exists(), False)  # a refused command leaves nothing behind
+    calls = []
+    real = project_module.check_settings
+    monkeypatch.setattr(project_module, "check_settings", lambda cfg, contract=None: (calls.append(cfg.seed), real(cfg, contract)))
+    mark = project_module.check_inputs(load_config(project))
+    _eq(mark, project_module.checked_mark(load_config(project), (project / "contract.yaml").read_bytes()))
+    _eq(mark.parent, project / "runs" / ".cache" / ".checked")
+    write_atomic(mark, "")  # what a run does once it has started
+    _eq(project_module.check_inputs(load_config(project)), None)
+    _eq(calls, [42])
+    write_atomic(project_module.check_inputs(load_config(project, {"seed": 7})), "")  # another setting: checked
+    (project / "contract.yaml").write_text((project / "contract.yaml").read_text() + "\n")  # another contract file: checked
+    _eq(project_module.check_inputs(load_config(project)) is None, False)
+    _eq(calls, [42, 7, 42])
+
+
+def test_a_run_marks_its_settings_and_the_next_run_skips_the_check(tmp_path, breast_cancer_frame):
+    "Through the command: the first run leaves one mark, a cached re-run with the same settings adds none."
+    breast_cancer_frame.to_csv(tmp_path / "cancer.csv", index=False)
+    project = tmp_path / "project"
+    init_project(project, tmp_path / "cancer.csv", "diagnosis")
+    set_stages(project, ["ingest", "validate"])
+    marks = project / "runs" / ".cache" / ".checked"
+    run(project)
+    _eq(len(list(marks.iterdir())), 1)
+    _eq([status for _, status, _ in run(project)["stages"]], ["cached", "cached"])
+    _eq(len(list(marks.iterdir())), 1)

@@ -36,20 +36,20 @@ def _snapshot(project, run: dict) -> dict:
 # the commands showed right after its own run, so every test reads its own evidence whatever order tests run in.
 @pytest.fixture(scope="session")
 def bc(tmp_path_factory):
-    "One breast-cancer project: the first run with default settings."
+    "One breast-cancer project: the first run."
     project = tmp_path_factory.mktemp("bc") / "project"
-    return {"project": project, "first": _snapshot(project, _run(project))}
+    return {"project": project, "first": _snapshot(project, _run(project, *fast))}
 
 
 @pytest.fixture(scope="session")
 def bc_second(bc):
-    "A second default run of the same project, same data, with the cache off so that every stage runs again."
-    return _snapshot(bc["project"], _run(bc["project"], "--no-cache"))
+    "A second run of the same project, same data and settings, with the cache off so that every stage runs again."
+    return _snapshot(bc["project"], _run(bc["project"], *fast, "--no-cache"))
 
 
 @pytest.fixture(scope="session")
 def bc_third(bc_second, bc):
-    "A third run whose gate cannot pass (an unreachable threshold)."
+    "A third run whose gate cannot pass (an unreachable threshold): only evaluate and register run, the rest is cached."
     return _snapshot(bc["project"], _run(bc["project"], *fast, "--set", "evaluate.thresholds={roc_auc: 0.99999}"))
 
 
@@ -201,7 +201,9 @@ def test_failed_gate_is_a_verdict_not_an_error(bc, bc_second, bc_third):
     assert re.search(r"gate\s+failed: roc_auc 0\.\d+ < ", out), out
     gate = read_json(bc_third["run_dir"] / "evaluate" / "gate.json")
     assert not gate["passed"] and gate["checks"][0]["name"] == "roc_auc >= 0.99999" and not gate["checks"][0]["passed"]
-    assert read_json(bc_third["run_dir"] / "run.json")["status"] == "FINISHED"
+    info = read_json(bc_third["run_dir"] / "run.json")
+    assert info["status"] == "FINISHED"
+    assert [(s["name"], s["status"]) for s in info["stages"]] == list(zip(STAGES, ["cached"] * 4 + ["ok"] * 2)), info["stages"]  # only the thresholds changed
     assert bc_third["aliases"] == {"champion": 2, "challenger": 3}
     client = client_for(bc["project"])
     assert client.get_model_version(MODEL, "3").tags["gate"] == "failed"
@@ -223,6 +225,7 @@ def _rows(frame: pd.DataFrame, columns: list) -> set:
     return set(frame[columns].itertuples(index=False, name=None))
 
 
+@pytest.mark.slow
 def test_new_seed_is_compared_with_champion_only_on_rows_it_never_saw(bc, bc_second, bc_fourth):
     "Another seed gives another split: the test rows that trained the champion (v2) are left out, and too few are left."
     from mlops_nb.contract import Contract
@@ -260,6 +263,7 @@ def test_git_commit_and_dirty_flag_are_recorded(tmp_path, breast_cancer_frame):
     assert recorded == [(head, "false"), (head, "true")]  # runs/ and mlflow.db are ignored; the edited mlops.yaml is not
 
 
+@pytest.mark.slow
 def test_wine_multiclass_integer_labels(tmp_path):
     project = tmp_path / "wine"
     code, out, err = run_cli("run", "--example", "wine", "--project", project, *fast)

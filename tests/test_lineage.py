@@ -81,7 +81,7 @@ def test_lineage_text_answers_what_made_the_champion(made):
     packages = _row(lines, "packages")[0]
     assert f"mlflow=={mlflow.__version__}" in packages and packages.endswith(f"(runs:/{run_id}/environment/requirements.txt)"), packages
     settings = _row(lines, "settings")
-    _eq([s for s in settings if s.startswith(("train.n_splits", "train.n_iter", "seed"))], ["seed: 42", "train.n_splits: 3", "train.n_iter: 2"])
+    _eq([s for s in settings if s.startswith(("train.n_splits", "train.n_iter", "seed"))], ["seed: 42", "train.n_splits: 2", "train.n_iter: 1"])
     notebooks = _row(lines, "notebooks")
     _eq([n.split()[:2] for n in notebooks], [[s, "FINISHED"] for s in STAGES])
     _eq([n.rsplit("/", 1)[1] for n in notebooks], [f"0{i}_{s}.ipynb" for i, s in enumerate(STAGES, 1)])
@@ -99,7 +99,7 @@ def test_lineage_json_is_the_record(made):
     _eq(info["git"], {"commit": commit, "dirty": False})
     _eq({k: info["data"][k] for k in ("rows_read", "rows_accepted", "rows_quarantined")}, {"rows_read": 569, "rows_accepted": 569, "rows_quarantined": 0})
     _eq(info["data"]["datasets"], [{"name": "breast-cancer.csv", "digest": info["data"]["fingerprint"][:32]}])
-    _eq(info["settings"]["train"]["n_splits"], 3)
+    _eq((info["settings"]["train"]["n_splits"], info["settings"]["train"]["candidates"]), (2, ["logistic_regression"]))
     _eq(info["gate_result"], read_json(run_dir / "evaluate" / "gate.json"))
     _eq(info["compared_with"], {"version": None, "champion_at_registration": None, "note": None})
     client = client_for(project)

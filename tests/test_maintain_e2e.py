@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from conftest import cli_command, cli_env, read_json, run_cli, run_dir_of, show
 from fastcore.test import test_eq as _eq
@@ -42,6 +43,7 @@ def drifting(n: int, late: bool, seed: int) -> pd.DataFrame:
     return pd.DataFrame({"x1": x1.round(4), "x2": x2.round(4), "c": rng.choice(["a", "b"], n), "y": y})
 
 
+@pytest.mark.slow  # each step is tested on its own in tests/test_maintain.py and tests/test_cli_monitor.py
 def test_the_loop_retrains_gates_promotes_and_the_server_switches(tmp_path):
     early, late = drifting(800, False, 0), drifting(400, True, 1)
     early.to_csv(tmp_path / "early.csv", index=False)

@@ -90,3 +90,26 @@ def test_a_model_is_serialised_once_to_be_saved(fitted, tmp_path):
         _eq(stored_types(path), trusted_types(model))
     _eq(load_skops(path).predict(X), model.predict(X))
     _eq(sorted(p.name for p in tmp_path.iterdir()), ["model.skops"])
+
+
+def test_records_run_at_low_priority_and_the_rest_is_made_at_once_when_needed():
+    "The recording thread runs at nice 19; at the end, records it has not begun are made by the caller, in order."
+    import os
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mlops_nb.pipeline import _exporter, _low_priority, _Record
+    made = []
+    def record(i):
+        made.append((i, threading.current_thread().name, os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        time.sleep(0.2)
+        return i
+    with ThreadPoolExecutor(1, thread_name_prefix="recorder", initializer=_low_priority) as pool:
+        records = [_Record(pool, record, i) for i in range(3)]
+        time.sleep(0.05)  # the thread has begun the first one
+        for r in records: r.take()
+        _eq([r.result() for r in records], [0, 1, 2])
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    _eq(made, [(0, "recorder_0", 19), (1, "MainThread", base), (2, "MainThread", base)])
+    _eq(_exporter() is _exporter(), True)  # one HTML exporter per process

@@ -208,6 +208,8 @@ def test_a_lock_left_by_a_dead_holder_is_removed_and_a_live_one_waited_for(serve
 
 
 # --- pipelines against the server ----------------------------------------------------------------------------------
+# Three pipeline runs (one, then two at once): `slow`, run by CI. The default run keeps the server's own checks above,
+# the registration race on the server, and the same commands against the embedded store (test_cli_e2e, test_lineage).
 
 @pytest.fixture(scope="module")
 def team(server, tmp_path_factory):
@@ -235,6 +237,7 @@ def team(server, tmp_path_factory):
     return {"project": project, "runs": [run_id_from(o) for o in outputs], "outputs": outputs}
 
 
+@pytest.mark.slow
 def test_runs_record_to_the_server_and_artifacts_go_through_it(team, server):
     project = team["project"]
     for out in team["outputs"]:
@@ -250,6 +253,7 @@ def test_runs_record_to_the_server_and_artifacts_go_through_it(team, server):
     assert server["password"] not in server["log"].read_text()
 
 
+@pytest.mark.slow
 def test_the_registry_stays_consistent_after_concurrent_runs(team, server):
     "Versions 1-3 without gaps or duplicates, each tagged with its run; one alias chain in the audit trail; one @champion."
     from mlops_nb.registry import audit_trail
@@ -280,6 +284,7 @@ def test_the_registry_stays_consistent_after_concurrent_runs(team, server):
     _eq(client.search_registered_models("name = 'team.alias-lock'"), [])
 
 
+@pytest.mark.slow
 def test_runs_models_and_lineage_read_the_server(team, server):
     project = team["project"]
     code, out, err = run_cli("runs", "--project", project)
@@ -304,6 +309,7 @@ def test_runs_models_and_lineage_read_the_server(team, server):
     _eq(error_lines(err), [])
 
 
+@pytest.mark.slow
 def test_a_project_pointing_at_a_server_that_does_not_answer_gets_one_line(team, tmp_path):
     port = free_port()  # nothing listens on it
     settings = yaml.safe_load((team["project"] / "mlops.yaml").read_text())
