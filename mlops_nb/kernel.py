@@ -17,8 +17,9 @@ from concurrent.futures import Future
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['WARM_IMPORTS', 'START_TIMEOUT', 'WARM_TIMEOUT', 'RESET_TIMEOUT', 'SETTLE_TIMEOUT', 'StageFailed', 'duration_text',
-           'remember_fresh_state', 'reset_kernel_state', 'start_kernel', 'stop_kernel', 'exit_code', 'KernelSession']
+__all__ = ['WARM_IMPORTS', 'START_TIMEOUT', 'WARM_TIMEOUT', 'RESET_TIMEOUT', 'SETTLE_TIMEOUT', 'INHERITED_RUN_VARIABLES',
+           'StageFailed', 'duration_text', 'remember_fresh_state', 'reset_kernel_state', 'start_kernel', 'stop_kernel',
+           'exit_code', 'KernelSession']
 
 # %% ../nbs/06c_kernel.ipynb #e56e2c11
 class StageFailed(Exception):
@@ -155,12 +156,15 @@ def _run_code(km, code:str, timeout:float)->None:
     finally: km.stop_clients()
     if content["status"] != "ok": raise RuntimeError(f"{content.get('ename', 'error')}: {content.get('evalue', '')}".strip())
 
+INHERITED_RUN_VARIABLES = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")  # the caller's, never a stage's
+
 def start_kernel(cwd:Path, # Working directory of the kernel
                  imports:tuple=WARM_IMPORTS, # Modules to load before the first stage (one that fails to import is skipped)
                 ): # A started kernel manager, its namespace empty and its fresh state remembered
     "Start a Python kernel in `cwd`, import `imports`, remember its fresh state."
     km = _kernel_manager()
-    _sync(km.start_kernel, cwd=str(cwd))
+    env = {k: v for k, v in os.environ.items() if k not in INHERITED_RUN_VARIABLES}  # a stage starts its own run by id
+    _sync(km.start_kernel, cwd=str(cwd), env=env)
     km.process = km.provisioner.process  # kept: the provisioner forgets them once the kernel is shut down
     km.process_group = km.provisioner.pgid
     code = ("def _warm():\n    import importlib\n"

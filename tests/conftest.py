@@ -162,7 +162,8 @@ def _no_inherited_store(monkeypatch):
     "Each test starts with no tracking store chosen by an earlier test in this process (`mlflow.set_tracking_uri` also sets the environment)."
     def reset():
         if "mlflow" in sys.modules: sys.modules["mlflow"].set_tracking_uri(None)
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+            os.environ.pop(name, None)
     reset()
     yield
     reset()

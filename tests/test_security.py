@@ -244,6 +244,6 @@ def test_credentials_never_recorded(authenticated_server, tmp_path, breast_cance
     finally:
         for key in tracking_credentials(secret_uri): os.environ.pop(key)
     executed = (run_dir_of(project, run_id) / "notebooks" / "01_ingest.ipynb").read_text()
-    assert f'tracking_uri = \\"http://127.0.0.1:{port}\\"' in executed, "the stage got the URI without credentials"
+    assert f'\\"tracking_uri\\": \\"http://127.0.0.1:{port}\\"' in executed, "the stage got the URI without credentials"
     _eq(read_json(run_dir_of(project, run_id) / "run.json")["status"], "FINISHED")
     _eq(client_for(project).search_runs([client_for(project).get_experiment_by_name("project").experiment_id]), [])  # nothing went to the local store

@@ -100,8 +100,10 @@ INVALID = {
     "maintain.on_performance": [("0", "setting 'maintain.on_performance' must be true or false")],
     "maintain.max_age": [("30", "must be text, got 30"), ("30 days", "setting 'maintain.max_age' must be a duration")],
     "maintain.every": [("-6h", "setting 'maintain.every' must be a duration")],
-    "prepare.cutoff": [("June", "setting 'prepare.cutoff' must be an ISO date or time such as 2024-06-30"), ("2024-13-01", "must be an ISO date or time")],
-    "prepare.horizon": [("30", "setting 'prepare.horizon' must be text, got 30"), ("a month", "setting 'prepare.horizon' must be a duration")],
+    "prepare.cutoff": [("June", "setting 'prepare.cutoff' must be an ISO date or time such as 2024-06-30"), ("2024-13-01", "must be an ISO date or time"),
+                       ("2024-06-30", "prepare.cutoff is set but data.time_column is not")],
+    "prepare.horizon": [("30", "setting 'prepare.horizon' must be text, got 30"), ("a month", "setting 'prepare.horizon' must be a duration"),
+                        ("30d", "prepare.horizon is set but prepare.cutoff is not")],
     "pipeline.cache": [("sometimes", "setting 'pipeline.cache' must be true or false")],
     "pipeline.timeout": [("1 hour", "setting 'pipeline.timeout' must be a duration"), ("0s", "must be a duration")],
     "pipeline.timeouts": [("{train: 2 hours}", "setting 'pipeline.timeouts' must map stage names to durations"), ("{train: 7200}", "must map stage names to durations")],
@@ -134,7 +136,7 @@ VALID = {
     "alerts.consecutive": ["1"], "alerts.cooldown": ["30m"], "alerts.min_rows": ["1"], "alerts.drift_share": ["0", "1"], "alerts.group_top": ["1"],
     "alerts.resolve": ["false"], "alerts.webhook_env": ["ALERT_URL"], "maintain.data": ["fresh.csv", "null"], "maintain.feedback": ["false"],
     "maintain.on_drift": ["false"], "maintain.on_performance": ["false"], "maintain.max_age": ["null", "90d"], "maintain.every": ["1h"],
-    "prepare.cutoff": ["null", "2024-06-30", "2024-06-30T12:00:00"], "prepare.horizon": ["null", "30d"], "pipeline.cache": ["false"],
+    "prepare.cutoff": ["null"], "prepare.horizon": ["null"],  # a cutoff needs a time column: tests/test_backtest.py "pipeline.cache": ["false"],
     "pipeline.timeout": ["90s"], "pipeline.timeouts": ["{train: 2h}", "{}"], "sweep.scheduler": ["null", "tcp://127.0.0.1:8786"], "sweep.workers": ["1"],
 }
 
