@@ -220,3 +220,18 @@ def test_kernel_that_cannot_start(tmp_path):
     _eq((str(failed.value), failed.value.reason), ("stage 'ingest': its kernel could not start: RuntimeError: the kernel died (exit code 3)", "died"))
     _eq(time.monotonic() - start < 20, True)
     _eq((tmp_path / "out.ipynb").exists(), False)
+
+
+def test_a_stage_never_inherits_the_callers_mlflow_run(tmp_path, monkeypatch):
+    "A shell with MLFLOW_EXPERIMENT_ID (or a run id) set must not steer a stage: it starts its own run by id."
+    for name, value in (("MLFLOW_EXPERIMENT_ID", "2"), ("MLFLOW_EXPERIMENT_NAME", "someone-elses"), ("MLFLOW_RUN_ID", "abc")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("KEPT_BY_THE_STAGE", "yes")
+    session = KernelSession(tmp_path, imports=("json",))
+    try:
+        nb = notebook(tmp_path / "env.ipynb", "import os, json\nprint(json.dumps({k: os.environ.get(k) for k in "
+                      "('MLFLOW_EXPERIMENT_ID', 'MLFLOW_EXPERIMENT_NAME', 'MLFLOW_RUN_ID', 'KEPT_BY_THE_STAGE')}))")
+        _eq(printed(session, nb, tmp_path / "env_out.ipynb"),
+            {"MLFLOW_EXPERIMENT_ID": None, "MLFLOW_EXPERIMENT_NAME": None, "MLFLOW_RUN_ID": None, "KEPT_BY_THE_STAGE": "yes"})
+    finally:
+        session.close()
