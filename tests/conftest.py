@@ -113,6 +113,15 @@ PARAMETERS = "params = {}"
 CONTEXT = "from mlops_nb.stage import stage_context\nctx = stage_context(params)"
 
 
+def cancer_project(folder: Path, frame: pd.DataFrame) -> Path:
+    "A project at `folder/project` made by `init_project` from the breast-cancer `frame` (saved as `folder/cancer.csv`)."
+    from mlops_nb.pipeline import init_project
+    frame.to_csv(Path(folder) / "cancer.csv", index=False)
+    project = Path(folder) / "project"
+    init_project(project, Path(folder) / "cancer.csv", "diagnosis")
+    return project
+
+
 def stage_notebook(path: Path, *code_cells: str) -> Path:
     "Write a runbook for a custom stage: a `parameters` cell, a cell making `ctx` (the stage context), then `code_cells`."
     nb = nbformat.v4.new_notebook()

@@ -9,7 +9,7 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import client_for, read_json, run_cli, run_dir_of, run_id_from, set_stages, show, stage_runs
+from conftest import cancer_project, client_for, read_json, run_cli, run_dir_of, run_id_from, set_stages, show, stage_runs
 from fastcore.test import test_eq as _eq
 
 from mlops_nb.pipeline import init_project
@@ -38,9 +38,7 @@ def versions(project, name="project") -> list:
 def full(tmp_path_factory, breast_cancer_frame):
     "One project, four runs: a first one, the same again, one with another threshold, then one after @champion moved."
     base = tmp_path_factory.mktemp("cache")
-    breast_cancer_frame.to_csv(base / "cancer.csv", index=False)
-    project = base / "project"
-    init_project(project, base / "cancer.csv", "diagnosis")
+    project = cancer_project(base, breast_cancer_frame)
     first = run(project)
     first_versions = versions(project)
     again = run(project)
@@ -103,9 +101,7 @@ def test_moved_champion_invalidates_evaluate_and_register(full):
 
 @pytest.fixture
 def small(tmp_path, breast_cancer_frame):
-    breast_cancer_frame.to_csv(tmp_path / "cancer.csv", index=False)
-    project = tmp_path / "project"
-    init_project(project, tmp_path / "cancer.csv", "diagnosis")
+    project = cancer_project(tmp_path, breast_cancer_frame)
     set_stages(project, ["ingest", "validate"])
     return project
 
@@ -190,9 +186,7 @@ def test_settings_that_passed_are_not_checked_again(tmp_path, breast_cancer_fram
     import mlops_nb.project as project_module
     from mlops_nb.cache import write_atomic
     from mlops_nb.config import UsageError, load_config
-    breast_cancer_frame.to_csv(tmp_path / "cancer.csv", index=False)
-    project = tmp_path / "project"
-    init_project(project, tmp_path / "cancer.csv", "diagnosis")
+    project = cancer_project(tmp_path, breast_cancer_frame)
     with pytest.raises(UsageError): project_module.check_inputs(load_config(project, {"train": {"primary_metric": "auc"}}))
     _eq((project / "runs").exists(), False)  # a refused command leaves nothing behind
     calls = []
@@ -212,9 +206,7 @@ def test_settings_that_passed_are_not_checked_again(tmp_path, breast_cancer_fram
 
 def test_a_run_marks_its_settings_and_the_next_run_skips_the_check(tmp_path, breast_cancer_frame):
     "Through the command: the first run leaves one mark, a cached re-run with the same settings adds none."
-    breast_cancer_frame.to_csv(tmp_path / "cancer.csv", index=False)
-    project = tmp_path / "project"
-    init_project(project, tmp_path / "cancer.csv", "diagnosis")
+    project = cancer_project(tmp_path, breast_cancer_frame)
     set_stages(project, ["ingest", "validate"])
     marks = project / "runs" / ".cache" / ".checked"
     run(project)

@@ -8,10 +8,8 @@ import time
 
 import nbformat
 import pytest
-from conftest import client_for, error_lines, read_json, run_cli, run_dir_of, run_dirs, run_id_from, set_stages, show, stage_notebook
+from conftest import cancer_project, client_for, error_lines, read_json, run_cli, run_dir_of, run_dirs, run_id_from, set_stages, show, stage_notebook
 from fastcore.test import test_eq as _eq
-
-from mlops_nb.pipeline import init_project
 
 FIXED = "ctx.output('ok.txt').write_text('checked')\nprint('checked')"
 FAULTS = {
@@ -26,9 +24,7 @@ TIMEOUTS = {"error": "60s", "died": "60s", "timeout": "3s"}  # a dying kernel is
 @pytest.fixture
 def project(tmp_path, breast_cancer_frame):
     "A breast-cancer project with a stage of its own, `check`, after ingest and validate."
-    breast_cancer_frame.to_csv(tmp_path / "cancer.csv", index=False)
-    project = tmp_path / "project"
-    init_project(project, tmp_path / "cancer.csv", "diagnosis")
+    project = cancer_project(tmp_path, breast_cancer_frame)
     set_stages(project, ["ingest", "validate", {"name": "check", "notebook": "runbooks/check.ipynb"}])
     return project
 

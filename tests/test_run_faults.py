@@ -12,6 +12,7 @@ import time
 
 import pytest
 from conftest import (
+    cancer_project,
     cli_command,
     cli_env,
     client_for,
@@ -29,7 +30,7 @@ from conftest import (
 from fastcore.test import test_eq as _eq
 
 from mlops_nb.config import load_config
-from mlops_nb.pipeline import init_project, run_pipeline
+from mlops_nb.pipeline import run_pipeline
 
 UNREACHABLE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}  # fail at once instead of retrying for minutes
 FAIL_NOTEBOOK_UPLOADS = '''
@@ -46,9 +47,7 @@ MlflowClient.log_artifact = _refuse
 @pytest.fixture
 def project(tmp_path, breast_cancer_frame):
     "A fresh breast-cancer project whose runs stop after validate (a few seconds each)."
-    breast_cancer_frame.to_csv(tmp_path / "cancer.csv", index=False)
-    project = tmp_path / "project"
-    init_project(project, tmp_path / "cancer.csv", "diagnosis")
+    project = cancer_project(tmp_path, breast_cancer_frame)
     set_stages(project, ["ingest", "validate"])
     return project
 
