@@ -136,7 +136,8 @@ VALID = {
     "alerts.consecutive": ["1"], "alerts.cooldown": ["30m"], "alerts.min_rows": ["1"], "alerts.drift_share": ["0", "1"], "alerts.group_top": ["1"],
     "alerts.resolve": ["false"], "alerts.webhook_env": ["ALERT_URL"], "maintain.data": ["fresh.csv", "null"], "maintain.feedback": ["false"],
     "maintain.on_drift": ["false"], "maintain.on_performance": ["false"], "maintain.max_age": ["null", "90d"], "maintain.every": ["1h"],
-    "prepare.cutoff": ["null"], "prepare.horizon": ["null"],  # a cutoff needs a time column: tests/test_backtest.py "pipeline.cache": ["false"],
+    "prepare.cutoff": ["null"], "prepare.horizon": ["null"],  # a cutoff needs a time column: tests/test_backtest.py
+    "pipeline.cache": ["false"],
     "pipeline.timeout": ["90s"], "pipeline.timeouts": ["{train: 2h}", "{}"], "sweep.scheduler": ["null", "tcp://127.0.0.1:8786"], "sweep.workers": ["1"],
 }
 
