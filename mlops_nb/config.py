@@ -17,15 +17,15 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['TEXT', 'NAME', 'URI', 'CANDIDATE_LIST', 'THRESHOLD_MAP', 'SEED', 'TIMESTAMP', 'DURATION', 'HOST', 'ROUTING_KEY',
-           'DRIFT_TESTS', 'COLUMN_TESTS', 'DRIFT_THRESHOLDS', 'TIMEOUT_MAP', 'SCHEDULER', 'BUILTIN_STAGES',
-           'SETTING_ROOTS', 'BUILTIN_READS', 'CONFIG_FILE', 'UsageError', 'Rule', 'at_least', 'between', 'one_of',
-           'setting', 'parse_duration', 'DataSettings', 'ValidateSettings', 'PrepareSettings', 'TrainSettings',
-           'EvaluateSettings', 'RegisterSettings', 'ServeSettings', 'MonitorSettings', 'AlertSettings',
-           'MaintainSettings', 'PipelineSettings', 'SweepSettings', 'StageSpec', 'Config', 'config_from_dict',
-           'parse_overrides', 'merge', 'render_config', 'load_config', 'tracking_uri', 'artifact_location', 'runs_dir',
-           'data_path', 'store_errors', 'redact_uri', 'tracking_credentials', 'connection_uri', 'config_dict',
-           'html_table']
+__all__ = ['TEXT', 'NAME', 'URI', 'CANDIDATE_LIST', 'THRESHOLD_MAP', 'SEED', 'TIMESTAMP', 'DURATION', 'CSV_KEYS', 'CSV_DIALECT',
+           'SOURCE_URL', 'SLICES', 'HOST', 'ROUTING_KEY', 'DRIFT_TESTS', 'COLUMN_TESTS', 'DRIFT_THRESHOLDS',
+           'TIMEOUT_MAP', 'SCHEDULER', 'BUILTIN_STAGES', 'SETTING_ROOTS', 'BUILTIN_READS', 'CONFIG_FILE', 'UsageError',
+           'Rule', 'at_least', 'between', 'one_of', 'setting', 'parse_duration', 'DataSettings', 'ValidateSettings',
+           'PrepareSettings', 'TrainSettings', 'EvaluateSettings', 'RegisterSettings', 'ServeSettings',
+           'MonitorSettings', 'AlertSettings', 'MaintainSettings', 'PipelineSettings', 'SweepSettings',
+           'GovernanceSettings', 'StageSpec', 'Config', 'config_from_dict', 'parse_overrides', 'merge', 'render_config',
+           'load_config', 'tracking_uri', 'artifact_location', 'runs_dir', 'data_path', 'store_errors', 'redact_uri',
+           'tracking_credentials', 'connection_uri', 'config_dict', 'html_table']
 
 # %% ../nbs/00_config.ipynb #cb2bd959
 class UsageError(Exception):
@@ -102,14 +102,60 @@ def _duration_ok(text)->bool:
 
 DURATION = Rule("must be a duration such as 90s, 15m, 6h, 30d or 2w", _duration_ok)
 
+CSV_KEYS = ("encoding", "delimiter", "decimal", "thousands", "quotechar")
+def _dialect_ok(spec)->bool:
+    import codecs
+    if not all(k in CSV_KEYS and (v is None or isinstance(v, str)) for k, v in spec.items()): return False
+    for key in ("delimiter", "decimal", "quotechar"):
+        if spec.get(key) is not None and len(spec[key]) != 1: return False
+    if spec.get("thousands") not in (None, "") and len(spec["thousands"]) != 1: return False
+    try: codecs.lookup(spec.get("encoding") or "utf-8")
+    except LookupError: return False
+    return spec.get("decimal") is None or spec.get("decimal") != spec.get("delimiter")
+CSV_DIALECT = Rule(f"must map {', '.join(CSV_KEYS)} to single characters (encoding to a codec such as utf-8 or cp1252), "
+                   "with a decimal separator other than the delimiter", _dialect_ok)
+def _source_url_ok(url)->bool:
+    from urllib.parse import urlsplit
+    if not url.strip() or any(c.isspace() for c in url): return False
+    try: return urlsplit(url).password is None
+    except ValueError: return False
+SOURCE_URL = Rule("must be a URL without a password (the password or token comes from the environment variable data.secret_env)", _source_url_ok)
+
+def _slices_ok(spec)->bool:
+    def one(v):
+        if isinstance(v, str): return bool(v.strip())
+        if not isinstance(v, dict): return False
+        if set(v) == {"expr"}: return isinstance(v["expr"], str) and bool(v["expr"].strip())
+        if set(v) == {"column", "bins"}:
+            bins = v["bins"]
+            return (isinstance(v["column"], str) and isinstance(bins, list) and len(bins) >= 2
+                    and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bins) and list(bins) == sorted(set(bins)))
+        return False
+    return all(isinstance(k, str) and k.strip() and one(v) for k, v in spec.items())
+SLICES = Rule("must map slice names to a column, {column: NAME, bins: [increasing edges]} or {expr: PANDAS EXPRESSION}, "
+              "e.g. {region: region, age: {column: age, bins: [0, 30, 50, 120]}}", _slices_ok)
+
 # %% ../nbs/00_config.ipynb #c77669c4
 @dataclass(frozen=True)
 class DataSettings:
-    "Where the training data is and what to predict."
-    path: str = setting("", "CSV or Parquet file; a relative path is relative to the project folder")
+    "Where the training data comes from, how it is read and what to predict."
+    source: str = setting("file", "file (data.path), sql (data.url with data.query or data.table), http (data.url, JSON pages) or the name of a source added with mlops_nb.sources.register_source", TEXT)
+    path: str = setting("", "file source: CSV (also .gz, .bz2, .xz, .zip), Excel (.xlsx) or Parquet; a relative path is relative to the project folder")
     target: str = setting("", "column holding the label to predict (binary or multiclass)")
     time_column: str | None = setting(None, "optional datetime column: when set, the test split is the most recent rows", TEXT)
-    format: str = setting("auto", "auto (from the file suffix), csv or parquet", one_of("auto", "csv", "parquet"))
+    format: str = setting("auto", "auto (from the file suffix), csv, excel or parquet", one_of("auto", "csv", "excel", "parquet"))
+    csv: dict = setting({}, "how the CSV file is written: {encoding, delimiter, decimal, thousands, quotechar}; `init` writes what it detected so every run reads the file the same way (empty: detected at each read)", CSV_DIALECT)
+    sheet: str | int | None = setting(None, "Excel: the sheet to read, by name or position from 0 (default: the first)")
+    url: str | None = setting(None, "sql: a SQLAlchemy URL without the password, e.g. postgresql://analyst@db.example.com/sales or sqlite:///sales.db (relative to the project); http: the first page's URL", SOURCE_URL)
+    query: str | None = setting(None, "sql: the SELECT that gives the rows (or data.table)", TEXT)
+    table: str | None = setting(None, "sql: a table or view read whole (or data.query)", TEXT)
+    watermark: str | None = setting(None, "sql and http: a column that only grows (an id or a timestamp); each run reads only the rows beyond the highest value already read, adds them to the earlier rows and records the new high mark", TEXT)
+    secret_env: str = setting("MLOPS_NB_DATA_SECRET", "environment variable holding the database password (sql) or the bearer token (http); never written to mlops.yaml, a run or a log", TEXT)
+    records: str | None = setting(None, "http: the key of the JSON body holding the rows, dotted when nested (default: the body itself when it is a list, else its only list)", TEXT)
+    next_page: str | None = setting(None, "http: the key of the JSON body holding the next page's URL, dotted when nested (default: a Link rel=next header, else a top-level 'next')", TEXT)
+    max_pages: int = setting(1000, "http: the most pages read in one run; more is an error rather than a silently partial table", at_least(1))
+    max_age: str | None = setting(None, "freshness: the newest data.time_column value must be at most this old when the run starts, e.g. 2d (empty: not checked)", DURATION)
+    freshness: str = setting("warn", "what validate does with data older than data.max_age: warn (reported, the run goes on) or fail (the run stops)", one_of("warn", "fail"))
     positive_class: str | int | None = setting(None, "binary targets: the class precision, recall, F1 and PR AUC are about (the one you want to catch); `init` infers it")
 
 @dataclass(frozen=True)
@@ -144,6 +190,8 @@ class EvaluateSettings:
     confidence: float = setting(0.95, "one-sided confidence of the paired bootstrap that compares a challenger with the champion", between(0.5, 1, exclusive=True))
     min_comparison_rows: int = setting(50, "fewest test rows new to the champion for a comparison; fewer is 'not enough evidence' and the champion stays", at_least(2))
     bootstrap_samples: int = setting(2000, "paired bootstrap resamples of the rows both models are scored on", at_least(100))
+    slice_min_rows: int = setting(100, "slices (see slices) with fewer test rows are listed as too small to judge rather than gated", at_least(1))
+    slice_tolerance: float = setting(0.05, "the gate fails when a slice with at least slice_min_rows rows scores more than this below the overall primary metric, or more than this below the champion on that slice", at_least(0))
 
 @dataclass(frozen=True)
 class RegisterSettings:
@@ -245,18 +293,26 @@ class SweepSettings:
     scheduler: str | None = setting(None, "address of a running Dask scheduler (default: a local cluster started for the sweep)", SCHEDULER)
     workers: int = setting(2, "workers of the local cluster (one process each)", at_least(1))
 
+@dataclass(frozen=True)
+class GovernanceSettings:
+    "Personal data, erasure, retention and explanations (LGPD, GDPR)."
+    pii: str = setting("hash", "what happens to the columns the contract tags pii before anything is written (snapshot, quarantine, MLflow, notebook output, prediction log, log line): hash (keyed SHA-256, so a subject's rows can still be found and erased), mask or drop", one_of("hash", "mask", "drop"))
+    pii_key_env: str = setting("MLOPS_NB_PII_KEY", "environment variable holding the key of the pii hash (default: a random key made once and kept in .mlops-nb/pii.key, which git ignores)", TEXT)
+    retention: str | None = setting(None, "`mlops-nb retain` deletes run folders and prediction-log entries older than this, e.g. 365d (models and their cards are kept; empty: keep everything)", DURATION)
+    explain_top: int = setting(5, "features named as the main reasons of one decision by `mlops-nb explain` and /explain", at_least(1))
+
 # %% ../nbs/00_config.ipynb #3babb376
 BUILTIN_STAGES = ("ingest", "validate", "prepare", "train", "evaluate", "register")
 
 SETTING_ROOTS = ("project", "seed", "tracking_uri", "contract", "data", "validate", "prepare", "train", "evaluate", "register",
-                 "serve", "monitor", "alerts", "maintain", "pipeline", "sweep", "stages")
+                 "serve", "monitor", "alerts", "maintain", "pipeline", "sweep", "governance", "slices", "stages")
 BUILTIN_READS = {  # the settings each built-in runbook reads: they, not the others, go into its cache key
-    "ingest": ("data.path", "data.format", "data.target"),
-    "validate": ("contract", "validate"),
+    "ingest": ("data", "contract", "governance.pii", "governance.pii_key_env"),
+    "validate": ("contract", "validate", "data.time_column", "data.max_age", "data.freshness", "slices"),
     "prepare": ("contract", "data.time_column", "prepare", "seed"),
     "train": ("contract", "data.positive_class", "train", "seed"),
     "evaluate": ("contract", "data.positive_class", "train.primary_metric", "evaluate", "monitor.bins", "monitor.max_categories",
-                 "seed", "project", "register.model_name"),
+                 "seed", "project", "register.model_name", "slices"),
     "register": ("data.path", "data.target", "project", "register"),
 }
 
@@ -293,6 +349,8 @@ class Config:
     maintain: MaintainSettings = field(default_factory=MaintainSettings)
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     sweep: SweepSettings = field(default_factory=SweepSettings)
+    governance: GovernanceSettings = field(default_factory=GovernanceSettings)
+    slices: dict = setting({}, "groups whose metrics are reported and gated: {name: COLUMN}, {name: {column: COLUMN, bins: [edges]}} or {name: {expr: PANDAS EXPRESSION}}", SLICES)
     stages: tuple = setting(BUILTIN_STAGES, "stages in order: a built-in name, or {name: ..., notebook: runbooks/....ipynb, reads: [settings it uses]} for your own",
                             Rule("must list at least one stage", lambda v: len(v) > 0))
     project_dir: Path = field(default=Path("."), metadata={"internal": True})
@@ -342,16 +400,18 @@ def _check_value(name, value, default, annotation, rule:Rule|None=None):
     kind = type(default) if default is not None else str
     if kind is str and isinstance(value, (datetime.date, datetime.datetime)): value = value.isoformat()  # YAML reads 2024-06-30 as a date
     if name.endswith("positive_class"): ok, kind = isinstance(value, (str, int)), "label"
+    elif name == "data.sheet": ok, kind = isinstance(value, (str, int)) and not isinstance(value, bool), "sheet"
     elif kind is bool: ok = isinstance(value, bool)
     elif kind is float: ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     elif kind is int: ok = isinstance(value, int) and not isinstance(value, bool)
     elif kind in (list, tuple): ok = isinstance(value, (list, tuple))
     else: ok = isinstance(value, kind)
     if not ok:
-        expected = {float: "a finite number", int: "a whole number", bool: "true or false", list: "a list", tuple: "a list", dict: "a mapping", "label": "a class label (text or a whole number)"}.get(kind, "text")
+        expected = {float: "a finite number", int: "a whole number", bool: "true or false", list: "a list", tuple: "a list", dict: "a mapping", "label": "a class label (text or a whole number)", "sheet": "a sheet name or position"}.get(kind, "text")
         raise UsageError(f"setting '{name}' must be {expected}, got {value!r}")
     if rule is not None and not rule.test(value):
-        raise UsageError(f"setting '{name}' {rule.text}, got {value!r}")
+        shown = redact_uri(value) if isinstance(value, str) and "://" in value else value  # never echo a password
+        raise UsageError(f"setting '{name}' {rule.text}, got {shown!r}")
     if kind is float: return float(value)
     if kind is tuple: return tuple(value)
     return value
