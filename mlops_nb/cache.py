@@ -14,7 +14,7 @@ from pathlib import Path
 
 import mlops_nb
 from .config import StageSpec, UsageError
-from .stage import StageParams
+from .stage import CACHE_FILE, StageParams
 
 # %% auto #0
 __all__ = ['MANIFEST_FILE', 'NOT_RESULTS', 'RUN_SPECIFIC', 'CACHE_DIR', 'DONE', 'RUN_KEY_TAG', 'file_digest', 'folder_manifest',
@@ -205,10 +205,13 @@ def usable_entry(client, # An MlflowClient
 def entry_facts(final:Path, # A finished stage's folder
                 inputs:dict, # Earlier stages' folders, by name
                 keys:dict, # Earlier stages' keys, by name
-               )->dict: # compared_with / registered / evaluate_key, as found
-    "What an evaluate- or register-like stage compared with and registered, from the files it wrote."
+               )->dict: # compared_with / registered / evaluate_key / volatile, as found
+    "What a stage's result depends on beyond its key (the `@champion` it compared with, what it registered, or that it is never reusable), from the files it wrote."
     facts = {}
     if (final / "gate.json").exists(): facts["compared_with"] = json.loads((final / "gate.json").read_text()).get("champion_version")
+    if (final / CACHE_FILE).exists():  # the stage's own note (`StageContext.not_reusable`, `compared_with_champion`)
+        note = json.loads((final / CACHE_FILE).read_text())
+        facts.update({k: note[k] for k in ("compared_with", "volatile") if k in note})
     if (final / "registration.json").exists():
         registration = json.loads((final / "registration.json").read_text())
         facts.update(registered=registration.get("version"), compared_with=registration.get("compared_with"),

@@ -14,12 +14,13 @@ from pathlib import Path
 from .config import Config, config_from_dict, connection_uri
 
 # %% auto #0
-__all__ = ['DATA_FILE', 'SUMMARY_FILE', 'LEGACY_PARAMETERS', 'strict_json', 'StageContext', 'StageParams', 'stage_context',
-           'legacy_parameters', 'show_figure']
+__all__ = ['DATA_FILE', 'SUMMARY_FILE', 'CACHE_FILE', 'LEGACY_PARAMETERS', 'strict_json', 'StageContext', 'StageParams',
+           'stage_context', 'legacy_parameters', 'show_figure']
 
 # %% ../nbs/06a_stage.ipynb #69be583d
 DATA_FILE = "data.parquet"
 SUMMARY_FILE = "summary.json"
+CACHE_FILE = "cache.json"  # what the pipeline's cache must know about a result: `not_reusable`, `compared_with_champion`
 
 def strict_json(value): # The same data with NaN/infinity as None and numpy scalars as Python numbers
     "Make data safe for strict JSON."
@@ -91,6 +92,21 @@ class StageContext:
         for key, extra in (("metrics", metrics), ("params", params), ("tags", tags)):
             summary[key].update({str(k): v for k, v in (extra or {}).items()})
         return self.write_json(SUMMARY_FILE, summary)
+
+    def not_reusable(self, reason:str, # Why, e.g. "it read a database, whose rows can change"
+                    )->Path: # The cache note
+        "Tell the pipeline's cache never to reuse this stage's result: it depends on something outside its inputs and settings."
+        return self._cache_note(volatile=reason)
+
+    def compared_with_champion(self, version, # The `@champion` version the result depends on (None: there was none)
+                              )->Path: # The cache note
+        "Tell the pipeline's cache this result holds only while `@champion` is `version`."
+        return self._cache_note(compared_with=None if version is None else str(version))
+
+    def _cache_note(self, **facts)->Path:
+        path = self.output(CACHE_FILE)
+        note = json.loads(path.read_text()) if path.exists() else {}
+        return self.write_json(CACHE_FILE, {**note, **facts})
 
 # %% ../nbs/06a_stage.ipynb #dc2bef5a
 @dataclass(frozen=True)

@@ -213,3 +213,16 @@ def test_a_run_marks_its_settings_and_the_next_run_skips_the_check(tmp_path, bre
     _eq(len(list(marks.iterdir())), 1)
     _eq([status for _, status, _ in run(project)["stages"]], ["cached", "cached"])
     _eq(len(list(marks.iterdir())), 1)
+
+
+def test_a_stage_that_says_it_cannot_be_reused_always_runs(small):
+    "A stage whose result depends on something outside its key (a database, the clock) says so, and gets no cache entry."
+    from conftest import stage_notebook
+    stage_notebook(small / "runbooks" / "clock.ipynb", "ctx.not_reusable('it compares the data with the clock')")
+    set_stages(small, ["ingest", {"name": "clock", "notebook": "runbooks/clock.ipynb"}])
+    first = run(small)
+    _eq(first["stages"], [("ingest", "ok", ""), ("clock", "ok", "")])
+    again = run(small)
+    _eq(again["stages"], [("ingest", "cached", f"cached from run {first['run_id'][:8]}"), ("clock", "ok", "")])
+    _eq([line for line in again["err"].splitlines() if line.startswith("warning:")], [])
+    _eq(sorted(p.name for p in (small / "runs" / ".cache").iterdir() if p.is_dir() and p.name != ".checked"), ["ingest"])
