@@ -214,8 +214,12 @@ def quarto_part(nb, src:Path, docname:str, pages:dict[str, str], symbols:dict[st
                 full = symbols.get(f"mlops_nb.{module}.{name}") if module else None
                 full = full or symbols.get(name)
                 if full and full not in documented:
-                    documented[full] = label(full)
-                    md = re.sub(r"^(#+ )", f"({label(full)})=\n\\1", md, count=1, flags=re.MULTILINE)
+                    target = label(full)  # names differing only in case (a class and its function) get a numbered second target
+                    taken, n = set(documented.values()), 2
+                    while target in taken and f"{target}-{n}" in taken: n += 1
+                    if target in taken: target = f"{target}-{n}"
+                    documented[full] = target
+                    md = re.sub(r"^(#+ )", f"({target})=\n\\1", md, count=1, flags=re.MULTILINE)
             md = re.sub(r"^---\s*\n", "", md.lstrip(), count=1)  # the rule before each entry: a CSS border instead
             cells.append(mk_cell(md, "markdown"))
             continue

@@ -56,7 +56,7 @@ def _existing(path)->Path:
     path = Path(path).expanduser()
     if not path.exists(): raise UsageError(f"input file not found: {path}")
     if path.is_dir(): raise UsageError(f"{path} is a folder: give a CSV or Parquet file")
-    table_format(path)
+    if table_format(path) == "excel": raise UsageError(f"{path.name} is an Excel workbook: batch scoring streams CSV or Parquet files; save the sheet as one of them")
     return path
 
 def _bar(total:int, unit:str, show:bool, name:str):

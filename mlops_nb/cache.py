@@ -34,9 +34,9 @@ def file_digest(path:Path)->str: # Hex SHA-256 of the file's bytes
     return digest.hexdigest()
 
 def folder_manifest(folder:Path)->dict: # Relative file path -> SHA-256, sorted
-    "The fingerprint of every file in a stage's output folder (the manifest file itself left out)."
-    folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE)
+    "The fingerprint of every file in a stage's output folder (the manifest and the stage's cache note left out)."
+    folder = Path(folder)  # the note (e.g. the @champion a validation compared with) is about the result, not part of it
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).as_posix() not in (MANIFEST_FILE, CACHE_FILE))
     return {p.relative_to(folder).as_posix(): file_digest(p) for p in files}
 
 def write_atomic(path:Path, text:str)->Path: # The written file

@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['LINEAGE_DIR', 'ROWS_FILE', 'SCHEMA_FILE', 'SPENT_TAG', 'CHAMPION_ALIAS', 'PASSING', 'LineageError', 'Lineage',
            'lineage_record', 'ComparisonRule', 'verdict', 'PairedBootstrap', 'paired_bootstrap', 'margin',
-           'spent_after', 'Champion', 'load_champion', 'ChampionComparison', 'compare_with_champion']
+           'spent_after', 'Champion', 'load_champion', 'ChampionComparison', 'compare_with_champion', 'slice_gap_check',
+           'SliceComparison', 'compare_slices_with_champion']
 
 # %% ../nbs/05a_champion.ipynb #0a851c2b
 import html
@@ -25,6 +26,7 @@ from .config import Config, html_table
 from .data import load_skops, row_hashes, schema
 from .evaluate import GateCheck
 from .metrics import get_metric, metric_on_resamples
+from .slices import SliceMetrics
 
 # %% ../nbs/05a_champion.ipynb #2bdea4d6
 LINEAGE_DIR = "lineage"  # Artifact folder of a model's training run that holds its lineage
@@ -383,3 +385,132 @@ def compare_with_champion(challenger, # The fitted challenger (its `feature_name
     else: detail = _REASONS[outcome] + evidence
     if not math.isnan(b.difference): kept["tolerance_spent"] = spent_after(spent, b.difference)
     return result(outcome, detail + notes, bootstrap=b, **kept)
+
+# %% ../nbs/05a_champion.ipynb #8be6b129
+def _group(r)->str: return f"{r['slice']}={r['group']}"
+
+def _classes_in(r)->str:
+    "', one class only: benign' when a group's rows hold a single class."
+    present = [k[2:] for k, v in r.items() if k.startswith("n_") and v]
+    return f", one class only: {present[0]}" if len(present) == 1 else ""
+
+def _too_small_note(rows, min_rows:int, what:str="test rows")->str:
+    if not rows: return ""
+    named = ", ".join(f"{_group(r)} ({r['n']})" for r in rows[:20]) + (f" and {len(rows) - 20} more" if len(rows) > 20 else "")
+    return f" Too small to judge (fewer than {min_rows} {what}, evaluate.slice_min_rows): {named}."
+
+def slice_gap_check(slices:SliceMetrics, # From `mlops_nb.slices.slice_metrics` on the test rows
+                    tolerance:float, # `evaluate.slice_tolerance`
+                   )->GateCheck: # Fails when a judged group is more than `tolerance` below overall, or a slice cannot be judged
+    "The gate's rule per slice: no group with enough rows more than `tolerance` below the overall primary metric."
+    m, overall = slices.metric, slices.overall[slices.metric]
+    rows = slices.table.to_dict(orient="records")
+    judged = [r for r in rows if r["status"] == "judged"]
+    below = [r for r in judged if r[f"{m}_gap"] < -tolerance]
+    undefined = [r for r in rows if r["status"] == "undefined"]
+    worst = min((r[f"{m}_gap"] for r in judged), default=math.nan)
+    said = [f"{_group(r)} {r[m]:.4f} is {-r[m + '_gap']:.4f} worse than overall {overall:.4f} (n={r['n']}, "
+            f"{slices.confidence:.0%} interval {r[m + '_low']:.4f} to {r[m + '_high']:.4f})" for r in below]
+    said += [f"{m} is undefined on {_group(r)} (n={r['n']}{_classes_in(r)}), so it cannot be judged" for r in undefined]
+    said += list(slices.problems.values())
+    passed = not said
+    outcome = (f"{len(below)} group{'s' * (len(below) != 1)} below overall" if below else
+               "cannot judge" if not passed else "no group below overall")
+    head = (f"{len(judged)} group{'s' * (len(judged) != 1)} judged, none more than {tolerance:g} below overall {m} {overall:.4f}"
+            + (f" (worst gap {worst:+.4f})" if judged else "") + "." if passed else "; ".join(said) + ".")
+    detail = head + _too_small_note([r for r in rows if r["status"] == "too small"], slices.min_rows)
+    return GateCheck(f"{m} per slice >= overall - {tolerance:g}", worst, -tolerance, passed, detail, outcome)
+
+# %% ../nbs/05a_champion.ipynb #769b597f
+@dataclass(frozen=True, eq=False)
+class SliceComparison:
+    "The challenger against the champion on each slice's rows that the champion never trained on."
+    metric: str  # The primary metric
+    champion_version: int | None  # The champion compared with
+    outcome: str  # "no champion yet", "not worse", "worse", "cannot judge" or "cannot compare"
+    detail: str  # What was found, in sentences
+    tolerance: float  # `evaluate.slice_tolerance`
+    table: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["slice", "group", "n", "challenger", "champion", "difference", "status"]))
+
+    @property
+    def passed(self)->bool: return self.outcome in ("no champion yet", "not worse")
+
+    def check(self)->GateCheck: # The gate's per-slice champion check
+        "This comparison as a check of the promotion gate."
+        label = "champion" if self.champion_version is None else f"champion v{self.champion_version}"
+        judged = self.table[self.table["status"].isin(["not worse", "worse"])]["difference"]
+        return GateCheck(f"{self.metric} per slice vs {label}", float(judged.min()) if len(judged) else math.nan,
+                         -self.tolerance, self.passed, self.detail, self.outcome)
+
+    def to_dict(self)->dict: # JSON-able (NaN as None)
+        "Plain python version for `slices.json`."
+        table = self.table.astype(object).where(self.table.notna(), None)
+        return {"metric": self.metric, "champion_version": self.champion_version, "outcome": self.outcome, "passed": self.passed,
+                "detail": self.detail, "tolerance": self.tolerance, "groups": table.to_dict(orient="records")}
+
+def _one_value(metric, y, proba, classes, positive_class)->float:
+    return float(metric_on_resamples(metric, y, proba, classes, np.ones((1, len(y))), positive_class)[0])
+
+def compare_slices_with_champion(challenger, # The fitted challenger
+                                 champion:Champion, # From `load_champion`
+                                 comparison:ChampionComparison, # From `compare_with_champion` (its `fresh` rows are used)
+                                 test:pd.DataFrame, # The held-out rows (features and target)
+                                 labels:dict, # Slice -> group of each test row (`mlops_nb.slices.slice_labels_each`)
+                                 target:str, # Target column
+                                 metric:str, # The primary metric
+                                 positive_class=None, # Binary targets: the positive class
+                                 min_rows:int=100, # `evaluate.slice_min_rows`: fewest fresh rows for a group to be judged
+                                 tolerance:float=0.05, # `evaluate.slice_tolerance`
+                                 problems:dict|None=None, # Slice -> why it cannot be computed (`slice_labels_each`)
+                                )->SliceComparison:
+    "Compare the challenger with the champion on each group's fresh rows; what cannot be compared fails closed."
+    get_metric(metric)
+    def result(outcome, detail, table=None):
+        return SliceComparison(metric, champion.version, outcome, detail, tolerance, *(() if table is None else (table,)))
+    if champion.version is None and not champion.problem: return result("no champion yet", "no champion yet, so no slice is compared.")
+    label = champion.label
+    def cannot(why): return result("cannot compare", f"cannot compare the slices with {label}: {why}. The challenger is not promoted.")
+    if champion.problem: return cannot(champion.problem)
+    if comparison.fresh is None:
+        return cannot(f"the rows it never trained on are unknown ({comparison.detail.split('. ')[0]})")
+    needs = getattr(champion.model, "feature_names_in_", None)
+    if needs is None: return cannot(f"{label} was fitted without column names, so its columns are unknown")
+    if [c for c in needs if c not in test.columns]:
+        return cannot(f"{label} needs columns this data lacks ({_names([c for c in needs if c not in test.columns][:5])})")
+    classes, theirs_classes = np.asarray(challenger.classes_).tolist(), np.asarray(champion.model.classes_).tolist()
+    if set(classes) != set(theirs_classes): return cannot(f"{label} predicts the classes {theirs_classes}, the challenger {classes}")
+    fresh = np.asarray(comparison.fresh, dtype=bool)
+    rows = test[fresh]
+    try: theirs = pd.DataFrame(champion.model.predict_proba(rows[list(needs)]), columns=theirs_classes)[classes].to_numpy()
+    except Exception as e: return cannot(f"{label} could not score the new rows ({_why(e)})")  # noqa: BLE001 - fails closed
+    mine = challenger.predict_proba(rows[list(challenger.feature_names_in_)])
+    y, sign = rows[target].to_numpy(), 1.0 if get_metric(metric).greater_is_better else -1.0
+    records = []
+    for name, s in labels.items():
+        values = s.to_numpy()[fresh]
+        for group in pd.unique(s.dropna()) if not isinstance(s.dtype, pd.CategoricalDtype) else s.cat.categories:
+            at = np.flatnonzero(values == group)
+            if not len(at): continue
+            r = {"slice": name, "group": str(group), "n": len(at), "challenger": math.nan, "champion": math.nan, "difference": math.nan}
+            if len(at) < min_rows: r["status"] = "too small"
+            else:
+                r["challenger"] = _one_value(metric, y[at], mine[at], classes, positive_class)
+                r["champion"] = _one_value(metric, y[at], theirs[at], classes, positive_class)
+                r["difference"] = sign * (r["challenger"] - r["champion"])
+                r["status"] = "undefined" if math.isnan(r["difference"]) else "worse" if r["difference"] < -tolerance else "not worse"
+            records.append(r)
+    table = pd.DataFrame(records, columns=["slice", "group", "n", "challenger", "champion", "difference", "status"])
+    table = table.sort_values(["slice", "group"], key=lambda c: c.map(list(labels).index) if c.name == "slice" else c, kind="stable").reset_index(drop=True)
+    worse = [r for r in table.to_dict(orient="records") if r["status"] == "worse"]
+    undefined = [r for r in table.to_dict(orient="records") if r["status"] == "undefined"]
+    said = [f"on {_group(r)} (n={r['n']}) the challenger's {metric} {r['challenger']:.4f} is {-r['difference']:.4f} worse than "
+            f"{label}'s {r['champion']:.4f}" for r in worse]
+    said += [f"{metric} is undefined on {_group(r)} (n={r['n']}) for one of the models, so it cannot be compared" for r in undefined]
+    said += list((problems or {}).values())
+    small = _too_small_note([r for r in table.to_dict(orient="records") if r["status"] == "too small"], min_rows, f"rows new to {label}")
+    judged = int(table["status"].isin(["not worse", "worse"]).sum())
+    if not said:
+        return result("not worse", f"{judged} group{'s' * (judged != 1)} compared on rows new to {label}: none more than "
+                      f"{tolerance:g} worse than {label}.{small}", table)
+    outcome = "worse" if worse else "cannot judge"
+    return result(outcome, "; ".join(said) + f" (tolerance {tolerance:g}).{small}", table)

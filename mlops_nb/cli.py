@@ -24,8 +24,8 @@ from .pipeline import RunResult, example_project, init_project, list_runs, open_
 __all__ = ['KEY_METRICS', 'ROLLOUT_MODES', 'Progress', 'ui_link', 'summary_lines', 'cmd_init', 'cmd_run', 'cmd_runs',
            'cmd_models', 'cmd_promote', 'cmd_rollback', 'cmd_audit', 'cmd_lineage', 'cmd_upgrade', 'cmd_export',
            'cmd_examples', 'cmd_serve', 'cmd_server', 'cmd_rollout', 'status_lines', 'cmd_rollout_status',
-           'report_lines', 'cmd_ab_report', 'cmd_predict', 'cmd_monitor', 'cmd_maintain', 'cmd_sweep', 'OneLineParser',
-           'parser', 'main']
+           'report_lines', 'cmd_ab_report', 'cmd_predict', 'cmd_monitor', 'cmd_maintain', 'cmd_sweep', 'cmd_forget',
+           'cmd_retain', 'cmd_explain', 'OneLineParser', 'parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #29d40b56
 class Progress:
@@ -94,7 +94,10 @@ def _print_table(frame, empty:str)->None:
 
 def cmd_init(args)->int:
     if args.ci: from mlops_nb.export import check_new_ci; check_new_ci(args.project_dir, args.force)  # before anything is written
-    cfg = init_project(args.project_dir, args.data, args.target, args.time_column, args.name, args.force)
+    from mlops_nb.sources import source_settings
+    source = source_settings(args.data, args.sql_url, args.sql_table, args.sql_query, args.http_url, args.records, args.next_page,
+                             args.watermark, args.secret_env, args.sheet)
+    cfg = init_project(args.project_dir, args.data, args.target, args.time_column, args.name, args.force, source=source)
     print(f"Created project '{cfg.project}' in {cfg.project_dir}")
     print(f"  settings   {cfg.project_dir / 'mlops.yaml'}")
     print(f"  contract   {cfg.project_dir / cfg.contract}   (inferred from the data: review and edit it)")
@@ -102,6 +105,10 @@ def cmd_init(args)->int:
     if args.ci:
         from mlops_nb.export import export_github, github_lines
         print("\n".join(github_lines(*export_github(cfg.project_dir, force=args.force))))
+    if cfg.data.csv:
+        d = cfg.data.csv
+        print(f"  csv        read as {d['encoding']}, delimiter {d['delimiter']!r}, decimal {d['decimal']!r}, thousands {d['thousands'] or None!r}"
+              "   (detected: data.csv in mlops.yaml wins)")
     print(f"Next: cd {cfg.project_dir} && mlops-nb run")
     return 0
 
@@ -309,6 +316,18 @@ def cmd_sweep(args)->int:
     from mlops_nb.sweep import sweep_main
     return sweep_main(args.project, args.grid, args.backtest, args.horizon, args.datasets, args.set, args.scheduler, args.workers, args.register)
 
+def cmd_forget(args)->int:
+    from mlops_nb.governance import forget_command
+    return forget_command(args.project, args.where, args.set)
+
+def cmd_retain(args)->int:
+    from mlops_nb.governance import retain_command
+    return retain_command(args.project, args.set)
+
+def cmd_explain(args)->int:
+    from mlops_nb.governance import explain_command
+    return explain_command(args.project, args.row, args.data, args.request_id, args.model, args.top, args.json, args.set)
+
 # %% ../nbs/10_cli.ipynb #3319fc66
 class OneLineParser(argparse.ArgumentParser):
     "An argument parser whose usage errors are one line (exit status 2) that point at the command's `--help`."
@@ -362,9 +381,18 @@ def parser()->argparse.ArgumentParser: # The `mlops-nb` argument parser
     p = OneLineParser(prog="mlops-nb", description="Notebook-first MLOps: validated, cross-validated, evaluated, gated and registered models; every stage an executed notebook in MLflow.")
     p.add_argument("--version", action="version", version=f"mlops-nb {mlops_nb.__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    s = sub.add_parser("init", help="create a project folder from a CSV or Parquet file")
+    s = sub.add_parser("init", help="create a project folder from a data file (CSV, Excel, Parquet), a database or a JSON API")
     s.add_argument("project_dir", help="folder to create")
-    s.add_argument("--data", required=True, help="CSV or Parquet file with the training data")
+    s.add_argument("--data", help="CSV (any dialect, also .gz, .bz2, .xz, .zip), Excel (.xlsx) or Parquet file with the training data")
+    s.add_argument("--sheet", help="Excel: the sheet to read, by name or position from 0 (default: the first)")
+    s.add_argument("--sql-url", help="instead of --data: a SQLAlchemy database URL without the password (it comes from --secret-env)")
+    s.add_argument("--sql-table", help="with --sql-url: the table or view to read")
+    s.add_argument("--sql-query", help="with --sql-url: the SELECT that gives the rows")
+    s.add_argument("--http-url", help="instead of --data: the first page of a JSON API")
+    s.add_argument("--records", help="with --http-url: the JSON key holding the rows, dotted when nested")
+    s.add_argument("--next-page", help="with --http-url: the JSON key holding the next page's URL, dotted when nested")
+    s.add_argument("--watermark", help="with --sql-url or --http-url: a column that only grows; each run reads only the rows beyond the last one read")
+    s.add_argument("--secret-env", help="with --sql-url or --http-url: the environment variable holding the password or bearer token")
     s.add_argument("--target", required=True, help="column to predict (binary or multiclass)")
     s.add_argument("--time-column", help="datetime column: test on the most recent rows")
     s.add_argument("--name", help="project name (default: the folder name)")
@@ -486,6 +514,26 @@ def parser()->argparse.ArgumentParser: # The `mlops-nb` argument parser
     _project(s)
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting for every run, e.g. train.n_splits=3 (repeatable)")
     s.set_defaults(func=cmd_sweep)
+    s = sub.add_parser("forget", help="erase a data subject (LGPD art. 18, GDPR art. 17): their rows from every snapshot, quarantine file, "
+                       "the prediction log and the data file; model versions trained on them are marked retrain required")
+    s.add_argument("--where", required=True, metavar="\"COLUMN == VALUE\"", help="who, e.g. \"email == 'ann@example.org'\" (a pii column is compared through its keyed hash)")
+    _project(s)
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. governance.pii_key_env=TEAM_KEY (repeatable)")
+    s.set_defaults(func=cmd_forget)
+    s = sub.add_parser("retain", help="delete run folders and prediction-log entries older than governance.retention (models and cards are kept)")
+    _project(s)
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. governance.retention=90d (repeatable)")
+    s.set_defaults(func=cmd_retain)
+    s = sub.add_parser("explain", help="the main reasons of one decision (LGPD art. 20, GDPR art. 22): feature contributions that add up to the model's output")
+    s.add_argument("--row", type=int, default=0, help="the row to explain, from 0: of the data file, or of the request (default 0)")
+    s.add_argument("--data", metavar="FILE", help="a CSV, Excel or Parquet file holding the row (default: the project's data)")
+    s.add_argument("--request-id", metavar="ID", help="explain a logged prediction instead: its request id (with the version that answered it)")
+    s.add_argument("--model", metavar="VERSION", help="the version to ask, e.g. v3 (default: @champion)")
+    s.add_argument("--top", type=int, help="how many reasons (default: governance.explain_top)")
+    s.add_argument("--json", action="store_true", help="print the explanation as JSON")
+    _project(s)
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (repeatable)")
+    s.set_defaults(func=cmd_explain)
     return p
 
 def main(argv:list|None=None, # Arguments (default: `sys.argv[1:]`)

@@ -307,8 +307,11 @@ BUILTIN_STAGES = ("ingest", "validate", "prepare", "train", "evaluate", "registe
 SETTING_ROOTS = ("project", "seed", "tracking_uri", "contract", "data", "validate", "prepare", "train", "evaluate", "register",
                  "serve", "monitor", "alerts", "maintain", "pipeline", "sweep", "governance", "slices", "stages")
 BUILTIN_READS = {  # the settings each built-in runbook reads: they, not the others, go into its cache key
-    "ingest": ("data", "contract", "governance.pii", "governance.pii_key_env"),
-    "validate": ("contract", "validate", "data.time_column", "data.max_age", "data.freshness", "slices"),
+    "ingest": ("data.source", "data.path", "data.format", "data.csv", "data.sheet", "data.url", "data.query", "data.table",
+               "data.watermark", "data.secret_env", "data.records", "data.next_page", "data.max_pages", "data.target", "contract",
+               "governance.pii", "governance.pii_key_env"),
+    "validate": ("contract", "validate", "data.time_column", "data.max_age", "data.freshness", "slices", "evaluate.slice_min_rows",
+                 "prepare.test_size", "project", "register.model_name"),
     "prepare": ("contract", "data.time_column", "prepare", "seed"),
     "train": ("contract", "data.positive_class", "train", "seed"),
     "evaluate": ("contract", "data.positive_class", "train.primary_metric", "evaluate", "monitor.bins", "monitor.max_categories",

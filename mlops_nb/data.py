@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,41 +19,196 @@ import pandas as pd
 from .config import UsageError
 
 # %% auto #0
-__all__ = ['FORMATS', 'EXAMPLES', 'TRUSTED_TYPES', 'table_format', 'read_table', 'Example', 'load_example', 'fingerprint',
-           'row_hashes', 'write_parquet', 'schema', 'deciding_rows', 'pandas_dataset', 'UntrustedTypes',
-           'trusted_types', 'stored_types', 'save_skops', 'load_skops']
+__all__ = ['FORMATS', 'COMPRESSIONS', 'EXAMPLES', 'TRUSTED_TYPES', 'table_format', 'sniff_csv', 'csv_dialect', 'day_first_dates',
+           'read_table', 'Example', 'load_example', 'fingerprint', 'row_hashes', 'write_parquet', 'schema',
+           'deciding_rows', 'pandas_dataset', 'UntrustedTypes', 'trusted_types', 'stored_types', 'save_skops',
+           'load_skops']
 
 # %% ../nbs/01_data.ipynb #093ff53f
-FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "excel", ".xlsm": "excel"}
+COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz", ".zst")
 
 def table_format(path:Path|str, # A data file
-                 format:str="auto", # "auto" (from the suffix), "csv" or "parquet"
-                )->str: # "csv" or "parquet"
+                 format:str="auto", # "auto" (from the suffix), "csv", "excel" or "parquet"
+                )->str: # "csv", "excel" or "parquet"
     "The format of a data file, from its suffix unless given."
-    if format in ("csv", "parquet"): return format
-    if format != "auto": raise UsageError(f"unsupported format '{format}': use auto, csv or parquet")
+    if format in ("csv", "excel", "parquet"): return format
+    if format != "auto": raise UsageError(f"unsupported format '{format}': use auto, csv, excel or parquet")
     suffixes = [s.lower() for s in Path(path).suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".bz2", ".zip", ".xz", ".zst") and len(suffixes) > 1: suffixes = suffixes[:-1]
-    fmt = FORMATS.get(suffixes[-1] if suffixes else "")
+    if suffixes and suffixes[-1] in COMPRESSIONS and len(suffixes) > 1: suffixes = suffixes[:-1]
+    last = suffixes[-1] if suffixes else ""
+    fmt = FORMATS.get(last)
+    if last == ".xls": raise UsageError(f"{Path(path).name} is an old Excel (.xls) workbook: save it as .xlsx or CSV")
     if fmt is None:
         raise UsageError(f"unsupported data format '{''.join(Path(path).suffixes) or 'no suffix'}' for {Path(path).name}: "
-                         "give a CSV (.csv, .tsv) or Parquet (.parquet) file")
+                         "give a CSV (.csv, .tsv, also .gz, .bz2, .xz, .zip), Excel (.xlsx) or Parquet (.parquet) file")
     return fmt
 
-def read_table(path:Path|str, # CSV or Parquet file
-               format:str="auto", # "auto", "csv" or "parquet"
+# %% ../nbs/01_data.ipynb #e4a12337
+_SAMPLE_BYTES = 256 * 1024
+_DELIMITERS = (",", ";", "\t", "|")
+
+def _head_bytes(path:Path, size:int=_SAMPLE_BYTES)->bytes:
+    "The first `size` bytes of a file, decompressed when its suffix says it is compressed."
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        import zipfile
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if not n.endswith("/")]
+            if len(names) != 1: raise UsageError(f"{path.name} holds {len(names)} files: a zipped CSV must hold exactly one")
+            with z.open(names[0]) as f: return f.read(size)
+    opener = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}.get(suffix)
+    if opener:
+        import importlib
+        with importlib.import_module(opener).open(path, "rb") as f: return f.read(size)
+    with open(path, "rb") as f: return f.read(size)
+
+def _mostly_non_latin(text:str, enough:int=8)->bool:
+    "Whether `text` has at least `enough` non-ASCII letters, most of them of another script than Latin."
+    import unicodedata
+    letters = [c for c in text if ord(c) > 127 and c.isalpha()]
+    return len(letters) >= enough and sum(not unicodedata.name(c, "").startswith("LATIN") for c in letters) > len(letters) / 2
+
+def _encoding(sample:bytes)->str:
+    "The encoding of the start of a text file."
+    import codecs
+    if sample.startswith(codecs.BOM_UTF8): return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)): return "utf-16"
+    try:
+        sample.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as e:
+        if e.start >= len(sample) - 3 and e.reason == "unexpected end of data": return "utf-8"  # a character cut by the sample's end
+    from charset_normalizer import from_bytes
+    guess = from_bytes(sample[:65536]).best()
+    if guess is not None and guess.coherence >= 0.2 and _mostly_non_latin(str(guess)): return guess.encoding  # Cyrillic...: a confident guess
+    try:
+        sample.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError: return "latin-1"  # bytes CP-1252 leaves undefined: ISO-8859-1 reads every byte
+
+def _records(text:str, delimiter:str, quotechar:str, limit:int=200)->list:
+    "The first complete records of CSV text (the last, perhaps cut by the sample's end, left out)."
+    import csv
+    import itertools
+    lines = text.splitlines(keepends=True)
+    rows = list(itertools.islice(csv.reader(lines[:-1] if len(lines) > 1 else lines, delimiter=delimiter, quotechar=quotechar), limit))
+    return [r for r in rows if r]
+
+def _delimiter(text:str, quotechar:str)->str:
+    "The delimiter that splits every sampled record into the same number of fields, the most fields winning."
+    best, best_score = ",", (False, 0)
+    for d in _DELIMITERS:
+        counts = [len(r) for r in _records(text, d, quotechar)]
+        if not counts: continue
+        score = (len(set(counts)) == 1 and counts[0] > 1, sum(c == counts[0] for c in counts) / len(counts) if counts[0] > 1 else 0, counts[0])
+        if score > best_score: best, best_score = d, score
+    return best
+
+_NUMBER = re.compile(r"[+-]?\d[\d.,]*")
+_GROUPED = {".": re.compile(r"[+-]?\d{1,3}(\.\d{3})+"), ",": re.compile(r"[+-]?\d{1,3}(,\d{3})+")}
+
+def _separators(rows:list, delimiter:str)->tuple:
+    "The decimal and thousands separators the numbers of `rows` use (thousands None when no number shows one)."
+    votes, grouped = {",": 0, ".": 0}, {",": 0, ".": 0}
+    for row in rows:
+        for field in row:
+            field = field.strip()
+            if not _NUMBER.fullmatch(field): continue
+            marks = [c for c in field if c in ".,"]
+            if not marks: continue
+            last = field.rindex(marks[-1])
+            if len(set(marks)) == 2:  # 1.234,56 or 1,234.56: the last mark is the decimal one
+                if not _GROUPED[marks[0]].fullmatch(field[:last]): continue
+                votes[marks[-1]] += 1; grouped[marks[0]] += 1
+            elif len(marks) > 1:  # 1.234.567: only a thousands separator repeats
+                if _GROUPED[marks[0]].fullmatch(field): grouped[marks[0]] += 1
+            elif len(field) - last - 1 != 3 or field.lstrip("+-").startswith("0"): votes[marks[0]] += 1  # 12,5 or 0.125: a decimal mark
+            else: grouped[marks[0]] += 1  # 1.234 or 1,234: a decimal point or grouping, undecided
+    tie_comma = votes[","] == votes["."] and delimiter == ";"  # `;` is chosen where the comma is the decimal mark
+    decimal = "," if (votes[","] > votes["."] or tie_comma) and delimiter != "," else "."
+    other = "." if decimal == "," else ","
+    thousands = other if grouped[other] else None  # quoted when it is the delimiter: "1,234.50"
+    return decimal, thousands
+
+def sniff_csv(path:Path|str, # A CSV file (also compressed: .gz, .bz2, .xz, .zip)
+             )->dict: # {encoding, delimiter, decimal, thousands, quotechar}; thousands "" when the numbers have none
+    "Detect how a CSV file is written: its encoding, delimiter, decimal and thousands separators and quote character."
+    path = Path(path).expanduser()
+    sample = _head_bytes(path)
+    encoding = _encoding(sample)
+    text = sample.decode(encoding, errors="ignore").lstrip("\ufeff")
+    quotechar = "'" if len(re.findall(r"(?:^|[,;\t|])'", text, re.MULTILINE)) > len(re.findall(r'(?:^|[,;\t|])"', text, re.MULTILINE)) else '"'
+    delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else _delimiter(text, quotechar)
+    decimal, thousands = _separators(_records(text, delimiter, quotechar)[1:], delimiter)
+    return {"encoding": encoding, "delimiter": delimiter, "decimal": decimal, "thousands": thousands or "", "quotechar": quotechar}
+
+# %% ../nbs/01_data.ipynb #4b423b33
+def csv_dialect(path:Path|str, # A CSV file
+                given:dict|None=None, # Settings that win (`data.csv`); None or missing keys are sniffed
+               )->dict: # The complete dialect
+    "The dialect to read a CSV file with: the given settings, the rest sniffed from the file."
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    if {"encoding", "delimiter", "decimal", "thousands", "quotechar"} <= set(given): return given
+    return {**sniff_csv(path), **given}
+
+def _read_excel(path:Path, sheet)->pd.DataFrame:
+    import zipfile
+
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+    try: book = openpyxl.load_workbook(path, read_only=True)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError) as e:
+        raise UsageError(f"could not read {path.name} as excel: it is not an .xlsx workbook ({type(e).__name__}: {str(e)[:100]})") from None
+    try: names = book.sheetnames
+    finally: book.close()
+    if isinstance(sheet, int) and not 0 <= sheet < len(names):
+        raise UsageError(f"{path.name} has {len(names)} sheet(s), so there is no sheet {sheet}: its sheets are {', '.join(names)}")
+    if isinstance(sheet, str) and sheet not in names:
+        raise UsageError(f"{path.name} has no sheet '{sheet}': its sheets are {', '.join(names)}")
+    return pd.read_excel(path, sheet_name=0 if sheet is None else sheet, engine="openpyxl")
+
+_DATE = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?")
+
+def day_first_dates(frame:pd.DataFrame, # A table read from CSV
+                    decimal:str=".", # The file's decimal separator: "," makes ambiguous dates day-first
+                   )->pd.DataFrame: # The same table, its dd/mm/yyyy text columns as datetimes
+    "Parse the text columns written dd/mm/yyyy (a day above 12 proves it, or a decimal comma suggests it) as datetimes."
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype.kind not in "OU" and not pd.api.types.is_string_dtype(column): continue
+        texts = column.dropna().astype(str).str.strip()
+        parts = texts.str.fullmatch(_DATE.pattern) if len(texts) else None
+        if parts is None or not parts.all(): continue
+        found = texts.str.extract(_DATE.pattern).astype(int)
+        if (found[0] > 12).any() and (found[1] <= 12).all(): day_first = True
+        elif (found[1] > 12).any(): day_first = False
+        else: day_first = decimal == ","
+        if not day_first: continue
+        parsed = pd.to_datetime(column.astype(str).str.strip().str.replace(r"[.-]", "/", regex=True), format="mixed", dayfirst=True, errors="coerce")
+        if parsed[column.notna()].notna().all(): frame[name] = parsed.where(column.notna())
+    return frame
+
+def read_table(path:Path|str, # CSV (also compressed), Excel (.xlsx) or Parquet file
+               format:str="auto", # "auto", "csv", "excel" or "parquet"
+               csv:dict|None=None, # CSV dialect {encoding, delimiter, decimal, thousands, quotechar}; what is missing is sniffed
+               sheet:str|int|None=None, # Excel: the sheet, by name or position from 0 (default: the first)
               )->pd.DataFrame: # The table, values as read
-    "Read a CSV or Parquet file into a DataFrame, with clear errors for missing or unreadable files."
+    "Read a CSV, Excel or Parquet file into a DataFrame, with clear errors for missing or unreadable files."
     path = Path(path).expanduser()
     if not path.exists(): raise UsageError(f"data file not found: {path}")
-    if path.is_dir(): raise UsageError(f"{path} is a folder: give a CSV or Parquet file")
+    if path.is_dir(): raise UsageError(f"{path} is a folder: give a CSV or Parquet file (or an Excel workbook)")
     fmt = table_format(path, format)
     try:
         if fmt == "parquet": return pd.read_parquet(path)
-        sep = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
-        return pd.read_csv(path, sep=sep, low_memory=False, skipinitialspace=True)
-    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise UsageError(f"could not read {path.name} as {fmt}: {str(e).splitlines()[0][:200]}") from None
+        if fmt == "excel": return _read_excel(path, sheet)
+        d = csv_dialect(path, csv)
+        frame = pd.read_csv(path, sep=d["delimiter"], decimal=d["decimal"], thousands=d["thousands"] or None, quotechar=d["quotechar"],
+                            encoding=d["encoding"], compression="infer", low_memory=False, skipinitialspace=True)
+        return day_first_dates(frame, d["decimal"])
+    except (ValueError, OSError, EOFError, KeyError, ImportError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        if isinstance(e, UsageError): raise
+        raise UsageError(f"could not read {path.name} as {fmt}: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}") from None
 
 # %% ../nbs/01_data.ipynb #e3d41dd0
 @dataclass(frozen=True)
@@ -145,7 +301,30 @@ def pandas_dataset(df:pd.DataFrame, # The table
                   ): # An `mlflow.data.pandas_dataset.PandasDataset`
     "`mlflow.data.from_pandas`, with the schema inferred once from `deciding_rows` rather than from every value."
     from mlflow.data.dataset_source_registry import resolve_dataset_source
-    return _table_dataset()(df=df, source=resolve_dataset_source(source), targets=targets, name=name, digest=digest)
+    from mlflow.exceptions import MlflowException
+    try: resolved = resolve_dataset_source(source)
+    except MlflowException: resolved = _described_source()(source)  # a database or another source MLflow has no class for
+    return _table_dataset()(df=df, source=resolved, targets=targets, name=name, digest=digest)
+
+@functools.cache
+def _described_source()->type:
+    "An MLflow dataset source that is only a description (a database table, a query...): recorded, never loaded back."
+    from mlflow.data.dataset_source import DatasetSource
+
+    class DescribedSource(DatasetSource):
+        "Where a table came from, as a description."
+        def __init__(self, description:str): self.description = description
+        @staticmethod
+        def _get_source_type()->str: return "external"
+        def load(self, **kwargs): raise NotImplementedError("a described source is a record, not something to load")
+        @staticmethod
+        def _can_resolve(raw_source)->bool: return False
+        @classmethod
+        def _resolve(cls, raw_source): return cls(str(raw_source))
+        def to_dict(self)->dict: return {"description": self.description}
+        @classmethod
+        def from_dict(cls, source_dict:dict): return cls(source_dict.get("description", ""))
+    return DescribedSource
 
 @functools.cache
 def _table_dataset()->type:

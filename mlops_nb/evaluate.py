@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['Evaluation', 'evaluate_model', 'plot_roc', 'plot_precision_recall', 'plot_confusion_matrix', 'plot_calibration',
-           'evaluation_plots', 'GateCheck', 'GateResult', 'gate']
+           'evaluation_plots', 'GateCheck', 'GateResult', 'gate', 'plot_slices']
 
 # %% ../nbs/05_evaluate.ipynb #cad1cbdb
 import html
@@ -26,6 +26,7 @@ from sklearn.metrics import (
 
 from .config import html_table
 from .metrics import classification_metrics, get_metric, resolve_positive_class
+from .slices import SliceMetrics
 
 # %% ../nbs/05_evaluate.ipynb #72125176
 def _fmt(x:float)->str: return "nan" if math.isnan(x) else f"{x:.4g}"
@@ -219,13 +220,40 @@ def _threshold_check(metrics, name, bound):
 def gate(metrics:dict[str, float], # The challenger's held-out metrics
          thresholds:dict[str, float], # Metric name -> bound: a minimum (greater-is-better) or a maximum (log_loss)
          champion_check:GateCheck|None=None, # The comparison with the champion (`mlops_nb.champion`), checked last
+         slice_checks:tuple=(), # Checks per slice (`mlops_nb.champion.slice_gap_check`, ...), after the thresholds
         )->GateResult: # Passed only if every check passed
-    "Decide whether a challenger may be promoted: absolute thresholds, then the comparison with the champion."
+    "Decide whether a challenger may be promoted: absolute thresholds, the slices, then the comparison with the champion."
     results = [_threshold_check(metrics, name, bound) for name, bound in thresholds.items()]
-    if champion_check is not None:
-        results.append((champion_check, f"{champion_check.name}: {champion_check.outcome or 'failed'}"))
+    extra = [*slice_checks] + ([champion_check] if champion_check is not None else [])
+    results += [(check, f"{check.name}: {check.outcome or 'failed'}") for check in extra]
     checks = tuple(check for check, _ in results)
     passed = all(check.passed for check in checks)
     failures = [failure for check, failure in results if not check.passed]
     summary = f"passed: {len(checks)} of {len(checks)} checks" if passed else "failed: " + "; ".join(failures)
     return GateResult(passed, checks, summary)
+
+# %% ../nbs/05_evaluate.ipynb #a5588e68
+def plot_slices(slices:SliceMetrics, # From `mlops_nb.slices.slice_metrics`
+                tolerance:float|None=None, # `evaluate.slice_tolerance`: drawn as a dashed line at -tolerance
+               )->Figure: # Gap to overall with its interval, one row per group
+    "Each group's gap to the overall primary metric, with its bootstrap interval."
+    m, table = slices.metric, slices.table
+    fig = Figure(figsize=(6.5, 1.2 + 0.32 * max(len(table), 1)), layout="constrained")
+    ax = fig.subplots()
+    sign = 1.0 if get_metric(m).greater_is_better else -1.0
+    colors = {"judged": "tab:blue", "too small": "tab:gray", "undefined": "tab:red"}
+    for y, r in enumerate(table.to_dict(orient="records")):
+        low, high = sorted((sign * (r[f"{m}_low"] - slices.overall[m]), sign * (r[f"{m}_high"] - slices.overall[m])))
+        gap = r[f"{m}_gap"]
+        if not math.isnan(gap):
+            ax.errorbar([gap], [y], xerr=[[max(gap - low, 0)], [max(high - gap, 0)]], fmt="o", color=colors[r["status"]], capsize=3)
+        else: ax.text(0.01, y, f"{m} undefined", va="center", color=colors["undefined"], fontsize="small", transform=ax.get_yaxis_transform())
+    ax.axvline(0, color="black", linewidth=1, label=f"overall {m} = {slices.overall[m]:.4f}")
+    if tolerance is not None: ax.axvline(-tolerance, color="tab:red", linestyle="--", linewidth=1, label=f"tolerance -{tolerance:g}")
+    ax.set_yticks(range(len(table)), [f"{r['slice']}={r['group']} (n={r['n']})" + ("  too small" if r["status"] == "too small" else "")
+                                      for r in table.to_dict(orient="records")], fontsize="small")
+    ax.invert_yaxis()
+    ax.set_title(f"{m} per slice: gap to overall, {slices.confidence:.0%} bootstrap intervals", fontsize="medium")
+    ax.set_xlabel(f"{m} gap to overall (negative: worse)")
+    ax.legend(loc="best", fontsize="small")
+    return fig

@@ -279,7 +279,7 @@ def export_github(project:Path|str=".", # The project folder
     cfg = load_config(project)
     sample_file, workflow_file = github_targets(cfg)
     check_targets([workflow_file, sample_file], force)
-    frame = read_table(data_path(cfg), cfg.data.format)
+    frame = read_table(data_path(cfg), cfg.data.format, cfg.data.csv, cfg.data.sheet)
     if cfg.data.target not in frame.columns: raise UsageError(f"data.target '{cfg.data.target}' is not a column of {data_path(cfg)}")
     sample = sample_rows(frame, cfg.data.target, rows, cfg.seed)
     sample_file.parent.mkdir(parents=True, exist_ok=True)

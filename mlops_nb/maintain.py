@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 import mlops_nb
-from .config import Config, MaintainSettings, load_config, parse_duration, parse_overrides, redact_uri, runs_dir, tracking_uri
+from .config import Config, MaintainSettings, load_config, parse_duration, parse_overrides, redact_uri, runs_dir, tracking_uri, UsageError
 from .contract import Contract
 from .data import read_table, row_hashes, table_format
 from .monitor import window_from
@@ -160,9 +160,12 @@ def fresh_data(cfg:Config, # project config
                out_dir:Path|str, # where the snapshot is written (the round's folder)
               )->FreshData: # the snapshot and its make-up
     "Write the data a retrain uses: `maintain.data` (default `data.path`) plus the prediction log's labelled rows."
+    if cfg.data.source != "file" and not cfg.maintain.data:
+        raise UsageError(f"data.source is {cfg.data.source}: set maintain.data to a file of fresh rows for retraining (the {cfg.data.source} source is read by `mlops-nb run`)")
     source = cfg.project_dir / (cfg.maintain.data or cfg.data.path)
     fmt = table_format(source, "auto" if cfg.maintain.data else cfg.data.format)
-    data = read_table(source, fmt)
+    data = read_table(source, fmt) if cfg.maintain.data else read_table(source, fmt, cfg.data.csv, cfg.data.sheet)
+    fmt = "csv" if fmt == "csv" else "parquet"  # the snapshot of an Excel sheet is written as Parquet
     contract = Contract.from_yaml(cfg.project_dir / cfg.contract)
     added, incomplete, duplicates = _log_rows(cfg, contract, data) if cfg.maintain.feedback else (data.iloc[:0], 0, 0)
     frame = pd.concat([data, added], ignore_index=True) if len(added) else data

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 from collections.abc import Callable
 
@@ -26,7 +27,8 @@ from .config import (CONFIG_FILE, Config, StageSpec, UsageError, artifact_locati
                              config_dict, data_path, redact_uri, render_config, runs_dir, store_errors, tracking_credentials, tracking_uri)
 from .cache import CACHE_DIR, runbook_hash
 from .contract import Contract, ContractError, clean_missing, infer_contract
-from .data import load_example, read_table, table_format
+from .data import csv_dialect, load_example, read_table, table_format
+from .sources import check_source, read_source
 
 # %% auto #0
 __all__ = ['EXPERIMENT_KIND', 'PIPELINE_TAG', 'RUNBOOKS', 'GITIGNORE', 'MANIFEST', 'STAGE_NEEDS', 'environment', 'one_line',
@@ -125,27 +127,42 @@ def _positive_class(frame:pd.DataFrame, contract:Contract):
     with contextlib.suppress(ValueError): return resolve_positive_class(contract.classes, chosen)
     return None  # `run` then asks for data.positive_class
 
+def _read_for_init(project_dir:Path, data:Path|str|None, source:dict)->tuple:
+    "The table `init_project` infers the contract from, where it came from, and the data settings to write."
+    settings = dict(source)
+    if settings.get("source", "file") != "file":
+        probe = config_from_dict({"data": settings}, project_dir)
+        check_source(probe)
+        got = read_source(probe)
+        return got.frame, got.description, settings
+    if data is None: raise UsageError("give the data file (--data FILE), a database (--sql-url) or a JSON API (--http-url)")
+    data = Path(data).expanduser().resolve()
+    fmt = settings.get("format", "auto")
+    frame = read_table(data, fmt, settings.get("csv"), settings.get("sheet"))
+    if table_format(data, fmt) == "csv": settings["csv"] = csv_dialect(data, settings.get("csv"))  # every run reads it this way
+    settings["path"] = os.path.relpath(data, project_dir) if data.is_relative_to(project_dir) else str(data)
+    return frame, data.name, settings
+
 def init_project(project_dir:Path|str, # Folder to create (may exist, must not hold an mlops.yaml unless `force`)
-                 data:Path|str, # CSV or Parquet file with the training data
+                 data:Path|str|None, # CSV (any dialect, also compressed), Excel or Parquet file with the training data (None for another source)
                  target:str, # Column to predict
                  time_column:str|None=None, # Optional datetime column for a time-ordered split
                  name:str|None=None, # Project name (default: the folder's name)
                  force:bool=False, # Overwrite an existing project's config and contract
                  copy_runbooks:bool=True, # Give the project its own editable runbooks
+                 source:dict|None=None, # More `data` settings: {"sheet": ...} for a file, {"source": "sql", "url": ..., "table": ...} for another source
                 )->Config: # The new project's config
     "Create a project folder: `mlops.yaml`, an inferred data contract and editable runbooks; all of it, or nothing."
     project_dir = Path(project_dir).expanduser().resolve()
     if (project_dir / CONFIG_FILE).exists() and not force:
         raise UsageError(f"{project_dir} is already an mlops-nb project: run `mlops-nb run` there, or pass --force to start it again")
-    data = Path(data).expanduser().resolve()
-    frame = read_table(data)
+    frame, where, settings = _read_for_init(project_dir, data, source or {})
     if target not in frame.columns:
         shown = ", ".join(map(str, frame.columns[:20])) + (", ..." if len(frame.columns) > 20 else "")
-        raise UsageError(f"target column '{target}' is not in {data.name}: its columns are {shown}")
+        raise UsageError(f"target column '{target}' is not in {where}: its columns are {shown}")
     try: contract = infer_contract(frame, target, time_column)
-    except ContractError as e: raise UsageError(f"{data.name}: {e}") from None
-    rel = os.path.relpath(data, project_dir) if data.is_relative_to(project_dir) else str(data)
-    cfg = config_from_dict({"project": name or project_dir.name, "data": {"path": rel, "target": target, "time_column": time_column,
+    except ContractError as e: raise UsageError(f"{where}: {e}") from None
+    cfg = config_from_dict({"project": name or project_dir.name, "data": {**settings, "target": target, "time_column": time_column,
                                                                          "positive_class": _positive_class(frame, contract)}}, project_dir)
     undo = _Undo()
     try:
@@ -340,7 +357,10 @@ def check_settings(cfg:Config, # Project config (every value already checked aga
         raise UsageError(f"prepare.cutoff needs a time split but prepare.split is {cfg.prepare.split}: set prepare.split to time or auto")
     if cfg.prepare.horizon is not None and cfg.prepare.cutoff is None:
         raise UsageError("prepare.horizon is set but prepare.cutoff is not: the horizon is measured from the cutoff")
+    if cfg.data.max_age is not None and not cfg.data.time_column:
+        raise UsageError("data.max_age is set but data.time_column is not: the data's age is that of its newest row, by the column that dates the rows")
     names = [s.name for s in cfg.stage_specs]
+    if "ingest" in names: check_source(cfg)
     for i, name in enumerate(names):
         missing = [need for need in STAGE_NEEDS.get(name, ()) if need not in names[:i]]
         if missing: raise UsageError(f"stage '{name}' needs stage(s) {', '.join(missing)} before it: check the order of `stages` in {CONFIG_FILE}")
@@ -359,13 +379,14 @@ def check_settings(cfg:Config, # Project config (every value already checked aga
 def check_inputs(cfg:Config)->Path|None: # The mark to write once the run has started; None when these settings passed before
     "Fail early, with a one-line `UsageError`, when a setting, the data file or the data contract the stages need is invalid."
     names = [s.name for s in cfg.stage_specs]
-    if "ingest" in names:
+    if "ingest" in names and cfg.data.source == "file":
         source = data_path(cfg)
         if not cfg.data.path.strip(): raise UsageError(f"data.path is empty in {CONFIG_FILE}: point it at the data file")
         if not source.exists():
             raise UsageError(f"data file not found: {source} (data.path in {CONFIG_FILE}); point data.path at the data, or pass --set data.path=FILE")
         if not source.is_file(): raise UsageError(f"data.path {source} is a folder: point it at a CSV or Parquet file")
-        table_format(source, cfg.data.format)
+        if table_format(source, cfg.data.format) == "excel" and not zipfile.is_zipfile(source):
+            raise UsageError(f"data.path {source.name} is not an .xlsx workbook: save it from the spreadsheet as .xlsx, or as CSV")
     contract_file, contract = cfg.project_dir / cfg.contract, None
     if {"validate", "prepare", "train", "evaluate"} & set(names):
         if not contract_file.exists():

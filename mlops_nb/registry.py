@@ -397,6 +397,26 @@ def model_versions(client:MlflowClient, # Client on the project's tracking store
 # %% ../nbs/06_registry.ipynb #ce2b2517
 def _fmt(v)->str: return f"{v:.4f}" if isinstance(v, float) else str(v)
 
+def _interval(low, high)->str: return "" if low is None or high is None else f"{low:.4f} to {high:.4f}"
+
+def _slice_lines(slices:dict)->list:
+    "The model card's slice section, from the evaluate stage's `slices.json`."
+    m, groups = slices["metric"], slices.get("groups", [])
+    def f(x): return "" if x is None else f"{x:.4f}"
+    overall = slices.get("overall", {}).get(m)
+    about = (f"{m} of each group on the test rows, with {slices.get('confidence', 0.95):.0%} bootstrap intervals, and its gap "
+             f"to the overall {f(overall)} (negative: worse); groups are judged from {slices.get('min_rows')} rows (evaluate.slice_min_rows).")
+    lines = ["## Slices", about, "",
+             f"| slice | group | rows | {m} | interval | gap | status |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {g['slice']} | {g['group']} | {g['n']} | {f(g.get(m))} | {_interval(g.get(m + '_low'), g.get(m + '_high'))} | "
+              f"{'' if g.get(m + '_gap') is None else format(g[m + '_gap'], '+.4f')} | {g['status']} |" for g in groups]
+    small = [f"{g['slice']}={g['group']} ({g['n']} rows)" for g in groups if g["status"] == "too small"]
+    lines += ["", f"**Too small to judge**: {', '.join(small)}." if small else "Every group had enough rows to be judged."]
+    lines += [f"**Not computed**: {p}" for p in slices.get("problems", {}).values()]
+    champion = slices.get("champion")
+    if champion: lines += ["", f"**Against the champion, per slice** ({champion['outcome']}): {champion['detail']}"]
+    return lines + [""]
+
 def model_card(name:str, # Registered model name
                version:int, # Version number
                intended_use:str, # What the model is for
@@ -406,6 +426,9 @@ def model_card(name:str, # Registered model name
                gate:dict, # Gate result (`GateResult.to_dict()`)
                limitations:list|None=None, # Known weaknesses (overfitting flags, notes, quarantined share, ...)
                promotion:str|None=None, # What happened at registration when it differs from the gate (e.g. a lost race)
+               slices:dict|None=None, # The evaluate stage's `slices.json` (metrics per slice, the champion per slice)
+               importance:dict|None=None, # Feature -> global importance, largest first (`mlops_nb.explain.global_importance`)
+               top:int=15, # Features listed under global importance
               )->str: # Markdown
     "A model card in Markdown, from the run's records."
     lines = [f"# Model card: {name} v{version}", "", "## Intended use", intended_use, "",
@@ -415,7 +438,14 @@ def model_card(name:str, # Registered model name
              "## Promotion gate", f"**{'passed' if gate.get('passed') else 'failed'}**: {gate.get('summary', '')}", ""]
     lines += [f"- {'✔' if c['passed'] else '✘'} {c['name']}: {c['detail']}" for c in gate.get("checks", [])]
     if promotion: lines += ["", f"**Promotion**: {promotion}"]
-    lines += ["", "## Limitations"] + [f"- {item}" for item in (limitations or [])] + [
+    lines += [""] + (_slice_lines(slices) if slices else [])
+    if importance:
+        shown = list(importance.items())[:top]
+        lines += ["## Global feature importance", "Mean absolute contribution of each feature to the model's output on the "
+                  "test rows (permutation importance where contributions cannot be computed), largest first"
+                  + (f"; the top {top} of {len(importance)}." if len(importance) > top else "."), "",
+                  "| feature | importance |", "|---|---|"] + [f"| {k} | {v:.4g} |" for k, v in shown] + [""]
+    lines += ["## Limitations"] + [f"- {item}" for item in (limitations or [])] + [
               "- Trained and evaluated only on data like the training data; performance on other populations is unknown.",
               "- Metrics come from one held-out split; they have sampling error, larger on small test sets."]
     return "\n".join(lines) + "\n"

@@ -32,6 +32,8 @@ from starlette.exceptions import HTTPException
 
 from .config import Config, UsageError, load_config, tracking_uri
 from .contract import ColumnSpec, Contract, label_lookup
+from .explain import ExplanationError, explain
+from .privacy import pii_policy
 from .registry import champion_version
 from .rollout import Policy, RolloutState, Router, judge_canary, read_state, take_out_canary
 from .served import ModelLoadError, ServedModel
@@ -155,7 +157,7 @@ class Worker:
         self.log_path = cfg.project_dir / cfg.serve.prediction_log
         self.metrics = metrics or Metrics()
         self.log = PredictionLog(self.log_path, queue_size=cfg.serve.log_queue, pii_columns=self.contract.pii_columns,
-                                 metrics=self.metrics)
+                                 pii_policy=pii_policy(cfg), metrics=self.metrics)
         self.snapshot = Snapshot()
         self.problems: dict = {}  # version -> why it cannot be served
         _IDS.seed()  # fresh request-id bits in every process, even a forked one
@@ -501,6 +503,37 @@ async def _feedback(request:Request, worker:Worker, token:bytes|None)->Response:
     worker.metrics.observe_request("/feedback", 202, None, 0.0)
     return _json(202, {"request_id": rid, "row": row, "label": label})
 
+def _explained(model:ServedModel, rows:list, top:int)->list:
+    "The main reasons of the model's decision for each checked row."
+    e = explain(model.pipeline, model._frame(rows))
+    return [{"decision": e.decided[i], "scale": e.scale, "output": float(e.output[i]), "base": float(e.base[i]),
+             "reasons": [{"feature": f, "contribution": c} for f, c in e.reasons(i, top)]} for i in range(len(rows))]
+
+async def _explain(request:Request, worker:Worker, token:bytes|None)->Response:
+    "Answer one /explain request: the champion's decision for each row and its main reasons."
+    started, rid, version = time.perf_counter(), f"{_IDS.getrandbits(128):032x}", None
+    try:
+        if not _authorized(request.headers, token): raise PayloadError(401, "a valid bearer token is required (Authorization: Bearer TOKEN)")
+        snap = worker.snapshot
+        if snap.why: raise PayloadError(503, f"not ready: {snap.why}")
+        if not _is_json(request.headers): raise PayloadError(415, "send the rows as JSON with Content-Type: application/json")
+        settings, model = worker.settings, snap.champion
+        rows, problems = rows_of(_parse(await _body(request.receive, request.headers, settings.max_body_bytes)), settings.max_rows)
+        version, index = model.version, [i for i, r in enumerate(rows) if r is not None]
+        checked = model.check([rows[i] for i in index])
+        rejected = sorted(problems + [{**p, "row": index[p["row"]]} for p in checked.problems], key=lambda p: p["row"])
+        if checked.accepted:
+            try: found = await run_in_threadpool(_explained, model, checked.accepted, worker.cfg.governance.explain_top)
+            except ExplanationError as e: raise PayloadError(501, f"the decisions of v{version} cannot be explained: {e}") from None
+            explanations = [None] * len(rows)
+            for position, explanation in zip(checked.positions, found): explanations[index[position]] = explanation
+            status, response = 200, _json(200, {"request_id": rid, "model": model.name, "version": version, "explanations": explanations,
+                                                 "rejected": rejected}, {"X-Request-ID": rid})
+        else: status, response = 422, _refuse(422, "no row was accepted: see 'rejected' for the reason per row and field", rid, rejected=rejected)
+    except PayloadError as e: status, response = e.status, _refuse(e.status, str(e), rid)
+    worker.metrics.observe_request("/explain", status, version, time.perf_counter() - started)
+    return response
+
 def _add_feedback(worker:Worker, rid:str, label, row:int)->bool:
     "Record feedback; a prediction still queued (here or in another worker) gets a second chance after a flush."
     if worker.log.add_feedback(rid, label, row): return True
@@ -517,7 +550,7 @@ def _openapi(app:FastAPI, worker:Worker)->dict:
                              description="Predictions from the registered model's @champion, checked against its data contract.")
         schema.setdefault("components", {}).setdefault("schemas", {})["Row"] = row_schema(contract)
         body = {"required": True, "content": {_JSON: {"schema": request_schema(contract, worker.settings.max_rows)}}}
-        schema["paths"]["/predict"]["post"]["requestBody"] = body
+        schema["paths"]["/predict"]["post"]["requestBody"] = schema["paths"]["/explain"]["post"]["requestBody"] = body
         schema["paths"]["/predict"]["post"]["responses"]["200"]["content"][_JSON]["schema"] = _answer_schema(contract)
         app.openapi_schema, app.state.schema_digest = schema, contract.digest()
     return app.openapi_schema
@@ -616,6 +649,11 @@ def create_app(project_dir:Path|str, # The project folder (holds mlops.yaml)
     async def feedback(request:Request)->Response:
         "The true label of an earlier prediction, joined to it in the prediction log."
         return await _feedback(request, worker, token)
+
+    @app.post("/explain", responses=_RESPONSES, summary="Explain the champion's decision for one row or many")
+    async def explain_rows(request:Request)->Response:
+        "The champion's decision for each row and its main reasons: the features that contributed most to it (`governance.explain_top`)."
+        return await _explain(request, worker, token)
 
     @app.exception_handler(HTTPException)
     async def http_error(request:Request, error:HTTPException)->Response:

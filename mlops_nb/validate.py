@@ -9,17 +9,18 @@ import html
 import math
 import re
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from numbers import Number
 
 import numpy as np
 import pandas as pd
 
-from .config import html_table
+from .config import html_table, parse_duration
 from .contract import MISSING_TOKENS, ColumnSpec, Contract, label_lookup
 
 # %% auto #0
 __all__ = ['SMALL_BATCH', 'UNKNOWN_COLUMNS', 'DataQualityError', 'QualityReport', 'ValidationResult', 'check_quarantine_share',
-           'validate']
+           'validate', 'StaleDataError', 'Freshness', 'check_freshness', 'require_fresh']
 
 # %% ../nbs/02_validate.ipynb #435ea64e
 class DataQualityError(ValueError):
@@ -667,3 +668,64 @@ def validate(df:pd.DataFrame, # A batch of data, one row per example
     "Check every row of `df` against `contract`; accept clean rows (coerced) and quarantine the rest with reasons."
     return _validate(df, contract, unknown_columns, small=isinstance(df, pd.DataFrame) and len(df) <= SMALL_BATCH,
                      features_only=features_only)
+
+# %% ../nbs/02_validate.ipynb #a6dcef5e
+class StaleDataError(DataQualityError):
+    "The newest row is older than `data.max_age`, and `data.freshness` is `fail`."
+
+@dataclass(frozen=True)
+class Freshness:
+    "How old the newest row is, against the allowed age."
+    column: str  # The time column (`data.time_column`)
+    newest: str | None  # The newest time, ISO 8601 in UTC (None: no row has a time)
+    age_seconds: float  # How long before `now` it was (`nan` when unknown)
+    max_age: str  # `data.max_age` as written, e.g. "2d"
+    fresh: bool  # True when the newest row is at most `max_age` old
+    detail: str  # One sentence saying so
+
+    def to_dict(self)->dict: return {**asdict(self), "age_seconds": None if math.isnan(self.age_seconds) else self.age_seconds}
+
+def _age_text(seconds:float)->str:
+    "A duration for people: 3d 4h, 5h 12m, 42s."
+    s = round(abs(seconds))
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    return f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m {s % 60}s" if m else f"{s}s"
+
+def check_freshness(frame:pd.DataFrame, # The rows (validated, so the time column holds times)
+                    time_column:str|None, # `data.time_column`
+                    max_age:str, # `data.max_age`, e.g. "2d"
+                    now:datetime|None=None, # The moment judged against (default: now, in UTC)
+                   )->Freshness:
+    "Whether the newest row is at most `max_age` old; a missing time column or no times count as stale."
+    limit = parse_duration(max_age)
+    if not time_column:
+        raise ValueError("data.max_age is set but data.time_column is not: the data's age is the age of its newest "
+                         "data.time_column value; set data.time_column, or clear data.max_age")
+    now = pd.Timestamp(now or datetime.now(UTC))
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    if time_column not in frame.columns:
+        return Freshness(time_column, None, math.nan, max_age, False, f"the data has no column '{time_column}' "
+                         f"(data.time_column), so its age is unknown and it counts as stale (data.max_age {max_age}).")
+    values = frame[time_column]
+    if isinstance(values.dtype, pd.DatetimeTZDtype): times = values.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_dtype(values.dtype): times = values.dt.tz_localize("UTC")
+    else: times = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    newest = times.max()
+    if pd.isna(newest):
+        return Freshness(time_column, None, math.nan, max_age, False, f"no row has a '{time_column}' value, so the data's "
+                         f"age is unknown and it counts as stale (data.max_age {max_age}).")
+    age = (now - newest).total_seconds()
+    fresh = age <= limit
+    when = f"the newest '{time_column}' is {newest.isoformat()}"
+    detail = (f"{when}, {_age_text(age)} in the future (a clock or time zone to check); fresh." if age < 0 else
+              f"{when}, {_age_text(age)} old, within data.max_age {max_age}." if fresh else
+              f"{when}, {_age_text(age)} old, older than data.max_age {max_age}.")
+    return Freshness(time_column, newest.isoformat(), age, max_age, fresh, detail)
+
+def require_fresh(freshness:Freshness, # From `check_freshness`
+                  action:str, # `data.freshness`: "warn" or "fail"
+                 )->Freshness: # `freshness`, unchanged, unless stale data must stop the run
+    "Raise `StaleDataError` for stale data when `action` is `fail`."
+    if action not in ("warn", "fail"): raise ValueError(f"data.freshness must be warn or fail, got {action!r}")
+    if freshness.fresh or action == "warn": return freshness
+    raise StaleDataError(f"the data is stale: {freshness.detail} Ingest newer data, or set data.freshness: warn to go on with it.")

@@ -388,3 +388,10 @@ def test_read_tables_projects_columns_and_encodes_text(tmp_path):
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not parquet")
     with pytest.raises(UsageError, match="could not read bad.parquet"): list(read_tables(tmp_path / "bad.parquet"))
     with pytest.raises(UsageError, match="chunk_rows must be at least 1"): list(read_tables(tmp_path / "f.csv", 0))
+
+
+def test_an_excel_input_is_refused_with_what_to_do(tmp_path):
+    workbook = tmp_path / "rows.xlsx"
+    pd.DataFrame({"a": [1.0, 2.0]}).to_excel(workbook, index=False)
+    with pytest.raises(UsageError, match=r"^rows\.xlsx is an Excel workbook: batch scoring streams CSV or Parquet files; save the sheet as one of them$"):
+        next(read_chunks(workbook))

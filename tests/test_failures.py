@@ -140,10 +140,14 @@ def test_init_unknown_target_lists_columns(tmp_path, small_csv):
 
 
 def test_init_unsupported_format(tmp_path):
+    ods = tmp_path / "data.ods"
+    ods.write_bytes(b"PK\x03\x04 a spreadsheet format mlops-nb does not read")
+    line = _usage_error(*run_cli("init", tmp_path / "p", "--data", ods, "--target", "y"))
+    assert "unsupported data format '.ods'" in line and "CSV" in line and "Parquet" in line
     xlsx = tmp_path / "data.xlsx"
     xlsx.write_bytes(b"PK\x03\x04 not really a workbook")
-    line = _usage_error(*run_cli("init", tmp_path / "p", "--data", xlsx, "--target", "y"))
-    assert "unsupported data format '.xlsx'" in line and "CSV" in line and "Parquet" in line
+    line = _usage_error(*run_cli("init", tmp_path / "q", "--data", xlsx, "--target", "y"))
+    assert "it is not an .xlsx workbook" in line, line
 
 
 def test_init_single_class_target(tmp_path):

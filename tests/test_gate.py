@@ -419,6 +419,11 @@ def test_train_stage_records_lineage_and_masks_pii_in_the_input_example(tmp_path
     _eq([np.isnan(v) for v in values["mean radius"]], [True] * 5)  # missing values, as the column is a float
     run_dir = run_dir_of(project, run_id_from(out))
     _eq(values["mean texture"], tuple(pd.read_parquet(run_dir / "prepare" / "train.parquet")["mean texture"].head(5)))
+    snapshot = pd.read_parquet(run_dir / "ingest" / "data.parquet")
+    _eq(snapshot["mean radius"].tolist(), breast_cancer_frame["mean radius"].tolist())  # a feature keeps its values to train on
+    _eq(snapshot["email"].str.match(r"^h:[0-9a-f]{32}$").all(), True)  # an identifier is hashed before the snapshot
+    ingest_notebook = next((run_dir / "notebooks").glob("*ingest.ipynb")).read_text()
+    _eq(("PERSONAL DATA KEPT FOR TRAINING: mean radius" in ingest_notebook, "@clinic.example" in ingest_notebook), (True, False))
     _eq("email" in values or "@clinic.example" in example_file.read_text(), False)
     lineage = json.loads((run_dir / "train" / "lineage" / "train_schema.json").read_text())
     _eq(lineage["columns"][-1], "diagnosis")

@@ -412,3 +412,10 @@ def test_maintain_main_loops_until_sigterm(project, monkeypatch, capsys):
 def test_maintain_main_rejects_a_bad_setting(project):
     _fail(lambda: maintain_main(project, ["maintain.max_age=soon"]), contains="maintain.max_age")
     _fail(lambda: maintain_main(project, [], every="often"), contains="bad duration 'often'")
+
+
+def test_a_database_project_needs_a_fresh_data_file_to_retrain(tmp_path):
+    from mlops_nb.maintain import fresh_data
+    cfg = config_from_dict({"data": {"source": "sql", "url": "sqlite:///sales.db", "table": "sales", "target": "y"}}, tmp_path)
+    _fail(lambda: fresh_data(cfg, tmp_path / "round"), contains="data.source is sql: set maintain.data to a file of fresh rows for retraining")
+    _eq((tmp_path / "round").exists(), False)

@@ -28,7 +28,7 @@ INVALID = {
     "tracking_uri": [('""', "setting 'tracking_uri' must be an MLflow tracking URI"), ("'http://'", "must be an MLflow tracking URI"),
                      ("'not a uri'", "must be an MLflow tracking URI")],
     "contract": [('""', "setting 'contract' must not be empty"), ("missing.yaml", "missing.yaml not found")],
-    "data.path": [('""', "data.path is empty"), ("gone.csv", "data file not found"), (".", "is a folder"), ("notes.xlsx", "unsupported data format '.xlsx'")],
+    "data.path": [('""', "data.path is empty"), ("gone.csv", "data file not found"), (".", "is a folder"), ("notes.xlsx", "data.path notes.xlsx is not an .xlsx workbook"), ("notes.ods", "unsupported data format '.ods'")],
     "data.target": [('""', "data.target is '' in mlops.yaml but 'diagnosis'"), ("radius", "data.target is 'radius' in mlops.yaml but 'diagnosis'")],
     "data.time_column": [('""', "setting 'data.time_column' must not be empty"), ("mean radius", "data.time_column is 'mean radius' in mlops.yaml but None")],
     "data.format": [("xlsx", "setting 'data.format' must be one of auto, csv, excel, parquet, got 'xlsx'"), ("CSV", "must be one of auto, csv, excel, parquet")],
@@ -121,7 +121,7 @@ INVALID = {
     "data.records": [('""', "setting 'data.records' must not be empty")],
     "data.next_page": [('""', "setting 'data.next_page' must not be empty")],
     "data.max_pages": [("0", "setting 'data.max_pages' must be at least 1, got 0")],
-    "data.max_age": [("2 days", "setting 'data.max_age' must be a duration")],
+    "data.max_age": [("2 days", "setting 'data.max_age' must be a duration"), ("2d", "data.max_age is set but data.time_column is not")],
     "data.freshness": [("maybe", "setting 'data.freshness' must be one of warn, fail, got 'maybe'")],
     "evaluate.slice_min_rows": [("0", "setting 'evaluate.slice_min_rows' must be at least 1, got 0")],
     "evaluate.slice_tolerance": [("-0.1", "setting 'evaluate.slice_tolerance' must be at least 0, got -0.1")],
@@ -194,6 +194,7 @@ def project(tmp_path_factory, breast_cancer_frame):
     init_project(project, base / "data.csv", "diagnosis")
     (project / "data.csv").write_bytes((base / "data.csv").read_bytes())
     (project / "notes.xlsx").write_text("not a table")
+    (project / "notes.ods").write_text("not a table either")
     return project
 
 
@@ -224,6 +225,7 @@ def test_valid_value_passes_the_checks(project, name, value):
     if name == "evaluate.thresholds": expected = {k: v for k, v in merge({"roc_auc": 0.7}, expected).items() if v is not None}
     if name == "monitor.thresholds": expected = merge(Config().monitor.thresholds, expected)
     if name == "pipeline.timeouts": expected = merge(Config().pipeline.timeouts, expected)
+    if name == "data.csv": expected = {**load_config(project).data.csv, **expected}  # --set merges into the dialect init wrote
     if name == "prepare.cutoff" and expected is not None: expected = expected.isoformat()  # YAML reads it as a date; the setting keeps ISO text
     if name in ("train.candidates", "stages"): actual = list(actual)
     _eq(actual, expected)
