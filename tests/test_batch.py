@@ -142,6 +142,7 @@ def test_chunked_equals_unchunked(project, contract, tmp_path, fmt):
             np.testing.assert_allclose(part.drop(columns=exact).to_numpy(), whole.drop(columns=exact).to_numpy(), rtol=0, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_every_chunk_holds_at_most_chunk_rows_and_memory_stays_bounded(project, tmp_path, monkeypatch):
     "A file many chunks long: validation never sees more than `chunk_rows` rows, and the peak memory is a chunk's, not the file's."
     n, chunk = 60_000, 2_000

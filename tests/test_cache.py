@@ -106,6 +106,7 @@ def small(tmp_path, breast_cancer_frame):
     return project
 
 
+@pytest.mark.slow
 def test_no_cache_and_setting_run_everything(small):
     first = run(small)
     _eq(run(small)["stages"], [("ingest", "cached", f"cached from run {first['run_id'][:8]}"), ("validate", "cached", f"cached from run {first['run_id'][:8]}")])
@@ -113,6 +114,7 @@ def test_no_cache_and_setting_run_everything(small):
     _eq(run(small, "--set", "pipeline.cache=false")["stages"], [("ingest", "ok", ""), ("validate", "ok", "")])
 
 
+@pytest.mark.slow
 def test_changed_data_file_reruns_everything(small):
     run(small)
     frame = pd.read_csv(small.parent / "cancer.csv")
@@ -122,6 +124,7 @@ def test_changed_data_file_reruns_everything(small):
     _eq(len(pd.read_parquet(changed["run_dir"] / "ingest" / "data.parquet")), len(frame) - 1)
 
 
+@pytest.mark.slow
 def test_deleted_or_changed_cached_output_is_rebuilt(small):
     first = run(small)
     (first["run_dir"] / "validate" / "quarantine.parquet").unlink()
@@ -204,6 +207,7 @@ def test_settings_that_passed_are_not_checked_again(tmp_path, breast_cancer_fram
     _eq(calls, [42, 7, 42])
 
 
+@pytest.mark.slow
 def test_a_run_marks_its_settings_and_the_next_run_skips_the_check(tmp_path, breast_cancer_frame):
     "Through the command: the first run leaves one mark, a cached re-run with the same settings adds none."
     project = cancer_project(tmp_path, breast_cancer_frame)
@@ -215,6 +219,7 @@ def test_a_run_marks_its_settings_and_the_next_run_skips_the_check(tmp_path, bre
     _eq(len(list(marks.iterdir())), 1)
 
 
+@pytest.mark.slow
 def test_a_stage_that_says_it_cannot_be_reused_always_runs(small):
     "A stage whose result depends on something outside its key (a database, the clock) says so, and gets no cache entry."
     from conftest import stage_notebook

@@ -158,6 +158,7 @@ def test_first_run_listed_by_runs_and_models(bc):
     assert run_id in lines[1]
 
 
+@pytest.mark.slow
 def test_second_run_is_reproducible(bc, bc_second):
     client = client_for(bc["project"])
     first, second = client.get_run(bc["first"]["run_id"]), client.get_run(bc_second["run_id"])
@@ -193,6 +194,7 @@ def test_second_run_compared_with_champion_and_registered(bc, bc_second):
     assert len(lines) == 3 and re.match(r"\s*2\s+@challenger, @champion\s+passed", lines[1]) and re.match(r"\s*1\s+-?\s*passed", lines[2]), out
 
 
+@pytest.mark.slow
 def test_failed_gate_is_a_verdict_not_an_error(bc, bc_second, bc_third):
     out = bc_third["out"]
     assert bc_third["code"] == 0
@@ -244,6 +246,7 @@ def test_new_seed_is_compared_with_champion_only_on_rows_it_never_saw(bc, bc_sec
     assert bc_fourth["aliases"] == {"champion": 2, "challenger": 4}  # fails closed: the champion stays
 
 
+@pytest.mark.slow
 def test_git_commit_and_dirty_flag_are_recorded(tmp_path, breast_cancer_frame):
     project = tmp_path / "project"
     breast_cancer_frame.to_csv(tmp_path / "cancer.csv", index=False)

@@ -65,6 +65,7 @@ def _log_traffic(project: Path, drift: bool) -> int:
     return version
 
 
+@pytest.mark.slow
 def test_monitor_run_end_to_end(tmp_path, receiver):
     url, bodies = receiver
     project = served_project(tmp_path)
@@ -123,6 +124,7 @@ def test_monitor_run_end_to_end(tmp_path, receiver):
     _eq(len(client.search_runs([exp.experiment_id], "tags.`mlops_nb.kind` = 'monitor'")), 2)
 
 
+@pytest.mark.slow
 def test_monitor_file_and_fail_closed(tmp_path):
     project = served_project(tmp_path)
     # no model yet: a file cannot be scored, one line, status 2
@@ -142,6 +144,7 @@ def test_monitor_file_and_fail_closed(tmp_path):
     assert "  problem     no rows in the newest 10 rows of the prediction log: nothing to judge" in out.splitlines(), out
 
 
+@pytest.mark.slow
 def test_monitor_usage_errors(tmp_path):
     project = served_project(tmp_path)
     bad = tmp_path / "broken.parquet"

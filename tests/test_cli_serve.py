@@ -97,6 +97,7 @@ def _policy(project):
     return read_state(project_client(project), "served").policy
 
 
+@pytest.mark.slow
 def test_rollout_set_and_status(project):
     code, out, err = call("rollout", "canary", "10", "--project", project, "--reason", "first look at v2", "--key", "column:customer")
     policy = _policy(project)

@@ -265,6 +265,7 @@ def pipeline_runs(project: Path) -> list:
     return client.search_runs([exp.experiment_id], filter_string="tags.`mlops_nb.pipeline` = 'true'")
 
 
+@pytest.mark.slow
 def test_dag_tasks_run_in_order_make_one_finished_pipeline_run(tmp_path, cancer_csv):
     "Three stages (two built in, one of the project's own) keep this quick; the slow test below lets Airflow run all seven."
     project = make_project(tmp_path / "cancer", cancer_csv)
@@ -385,6 +386,7 @@ def run_step(step: dict, env: dict, cwd: Path, runner_temp: Path) -> subprocess.
                           timeout=900, check=False)
 
 
+@pytest.mark.slow
 def test_init_ci_github_in_a_repository_subfolder(tmp_path, cancer_csv):
     repo = tmp_path / "repo"
     subprocess.run(["git", "init", "-q", repo], check=True)

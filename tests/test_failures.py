@@ -55,6 +55,7 @@ def enrich_failed(enriched):
     return {"code": code, "out": out, "err": err, "run_id": run_id, "run_dir": run_dir_of(enriched["project"], run_id)}
 
 
+@pytest.mark.slow
 def test_failing_custom_stage_stops_the_run(enriched, enrich_failed):
     code, out, err, run_dir = enrich_failed["code"], enrich_failed["out"], enrich_failed["err"], enrich_failed["run_dir"]
     assert code == 1, show(code, out, err)
@@ -157,6 +158,7 @@ def test_init_single_class_target(tmp_path):
     assert "only one class ('only')" in line
 
 
+@pytest.mark.slow
 def test_init_existing_project_needs_force(tmp_path, small_csv):
     project = tmp_path / "p"
     code, out, err = run_cli("init", project, "--data", small_csv, "--target", "label")
@@ -201,6 +203,7 @@ def test_run_unknown_example():
     assert code == 2 and "invalid choice: 'nope'" in err and "Traceback" not in err, show(code, out, err)
 
 
+@pytest.mark.slow
 def test_unreachable_tracking_server_is_a_usage_error(tmp_path, small_csv, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail at once instead of retrying for minutes
     project = tmp_path / "p"

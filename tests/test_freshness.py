@@ -112,6 +112,7 @@ def macro(tmp_path_factory):
     return {"project": project, "runs": runs}
 
 
+@pytest.mark.slow
 def test_stale_data_with_fail_stops_the_run_with_one_line(macro):
     run = macro["runs"]["fail"]
     assert run["code"] == 1, show(run["code"], run["out"], run["err"])

@@ -136,6 +136,7 @@ def test_infer_positive_class_rules():
                                            ["b", "a", "a", "b"], [0, 1, 2])], ["bad", 1, "Yes", True, "a", None])
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_metrics_on_resamples_equal_metrics_on_the_resampled_rows(draw):
@@ -398,6 +399,7 @@ def test_chain_of_gradually_worse_models_stops_within_the_tolerance(store):
 # --- what the train stage records
 
 
+@pytest.mark.slow
 def test_train_stage_records_lineage_and_masks_pii_in_the_input_example(tmp_path, breast_cancer_frame):
     frame = breast_cancer_frame.assign(email=[f"patient{i}@clinic.example" for i in range(len(breast_cancer_frame))])
     frame.to_csv(tmp_path / "cancer.csv", index=False)

@@ -63,6 +63,7 @@ def messy_run(messy):
     return {"project": project, "init": init, "out": out, "run_dir": run_dir_of(project, run_id_from(out))}
 
 
+@pytest.mark.slow
 def test_init_infers_contract_from_messy_csv(messy_run):
     code, out, err = messy_run["init"]
     assert "Created project 'churn'" in out and err == "", show(code, out, err)
@@ -108,6 +109,7 @@ def test_messy_run_learns_and_registers(messy_run):
     assert set(features) == {"tenure", "monthly_charges", "support_calls", "plan"}
 
 
+@pytest.mark.slow
 def test_time_column_gives_time_split(messy):
     project = messy["base"] / "churn-time"
     code, out, err = run_cli("init", project, "--data", messy["csv"], "--target", "churn", "--time-column", "signup_date")
@@ -131,6 +133,7 @@ def test_time_column_gives_time_split(messy):
     assert "signup_date" in train.columns and "churn" in test.columns
 
 
+@pytest.mark.slow
 def test_parquet_input(messy):
     typed = messy["typed"]
     data = messy["base"] / "customers.parquet"

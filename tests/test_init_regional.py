@@ -99,6 +99,7 @@ def test_brazilian_csv_runs_end_to_end_with_exact_values(brazil):
     assert "register" in {p.name for p in brazil["run_dir"].iterdir()}, brazil["out"]
 
 
+@pytest.mark.slow
 def test_latin1_csv_dialect_and_accented_names(latin1):
     settings = yaml.safe_load((latin1["project"] / "mlops.yaml").read_text(encoding="utf-8"))
     assert settings["data"]["csv"] == {"encoding": "cp1252", "delimiter": ",", "decimal": ".", "thousands": "", "quotechar": '"'}

@@ -65,6 +65,7 @@ def _row(lines: list, label: str) -> list:
     return rows
 
 
+@pytest.mark.slow
 def test_lineage_text_answers_what_made_the_champion(made):
     from mlops_nb.data import fingerprint, read_table
     project, run_id, run_dir, commit = made

@@ -87,6 +87,7 @@ def _wait_for_text(page, pattern: str):
     return page.inner_text("body")
 
 
+@pytest.mark.slow
 def test_the_experiment_opens_on_its_training_runs(made, server, browser, tmp_path):
     link = made["link"].replace("http://127.0.0.1:5000", server)
     experiment_page = link.split("/runs/")[0] + "?" + link.split("?", 1)[1]

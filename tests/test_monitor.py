@@ -161,6 +161,7 @@ def test_chunked_scoring_equals_one_chunk(project):
     _eq(one.traffic, {1: {"rows": 25_000, "ok": 25_000, "error": 0, "rejected": 0, "shadow": 0, "labelled": 0}})
 
 
+@pytest.mark.slow
 def test_each_version_against_its_own_profile(tmp_path):
     project = served_project(tmp_path)
     cfg = load_config(project)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 from fastcore.test import test_eq as _eq
 from serving import add_version, free_port, running_server, served_project, stop
@@ -116,6 +117,7 @@ def test_prometheus_scrapes_the_exporter_and_fires_the_shipped_alert(tmp_path):
             _eq(query(url, 'ALERTS{alertname="MlopsNbNoModelLoaded"}'), [])
 
 
+@pytest.mark.slow
 def test_prometheus_scrapes_a_running_server(tmp_path):
     "`mlops-nb serve` with two workers: Prometheus reads back exactly the /predict requests sent."
     project = served_project(tmp_path)
@@ -212,6 +214,7 @@ def test_alert_rules_query_only_the_exporter_and_the_monitoring_gauges():
                      "mlops_nb_monitor_last_run_timestamp_seconds"})
 
 
+@pytest.mark.slow
 def test_prometheus_fires_the_monitoring_alerts_from_a_served_gauges_file(tmp_path):
     "`mlops-nb serve` carries a monitoring run's gauges; a real Prometheus scrapes them and the shipped rules fire."
     from mlops_nb.alerts import gauges_text

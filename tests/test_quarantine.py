@@ -70,6 +70,7 @@ def strict_run(broken, tolerant_run):
     return {"code": code, "out": out, "err": err, "run_id": run_id_from(out), "run_dir": run_dir_of(broken["project"], run_id_from(out))}
 
 
+@pytest.mark.slow
 def test_every_broken_row_quarantined_with_its_reason(broken, tolerant_run):
     run_dir = tolerant_run["run_dir"]
     quarantine = pd.read_parquet(run_dir / "validate" / "quarantine.parquet")
@@ -86,6 +87,7 @@ def test_every_broken_row_quarantined_with_its_reason(broken, tolerant_run):
     assert f"{len(expected)} input rows" in card  # the model card says rows were left out
 
 
+@pytest.mark.slow
 def test_too_many_quarantined_rows_fail_the_run(broken, strict_run):
     code, err, run_dir = strict_run["code"], strict_run["err"], strict_run["run_dir"]
     assert code == 1, show(code, strict_run["out"], err)
@@ -160,6 +162,7 @@ def leaky(tmp_path_factory, broken):
     return {"project": project, "data": base / "leaky.csv", "n": len(clean)}
 
 
+@pytest.mark.slow
 def test_an_unknown_column_is_ignored_and_never_a_feature(leaky):
     from mlops_nb.data import load_skops
     # up to prepare, whose preprocessor names the features; the later stages only read what prepare made
@@ -181,6 +184,7 @@ def test_an_unknown_column_is_ignored_and_never_a_feature(leaky):
     assert "IGNORED COLUMNS (not in the contract, never used as features): leak" in executed
 
 
+@pytest.mark.slow
 def test_an_unknown_column_stops_the_run_when_the_settings_say_so(leaky):
     code, out, err = run_cli("run", "--project", leaky["project"], "--set", f"data.path={leaky['data']}",
                              "--set", "validate.unknown_columns=fail", *fast)

@@ -38,6 +38,7 @@ def _children(project, run_id) -> list:
     return [(r.data.tags["mlops_nb.stage"], r.info.status) for r in runs]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["error", "died", "timeout"])
 def test_resume_after_a_fault_finishes_the_same_run(project, fault):
     code_cell, message = FAULTS[fault]
@@ -80,6 +81,7 @@ def test_resume_after_a_fault_finishes_the_same_run(project, fault):
     _eq((code, error_lines(err)), (2, [f"error: run {run_id} finished: there is nothing to resume (start a new run without --resume)"]))
 
 
+@pytest.mark.slow
 def test_stage_by_stage_with_a_run_key(project):
     stage_notebook(project / "runbooks" / "check.ipynb", FIXED)
     code, out, err = run_cli("run", "--project", project, "--stage", "validate", "--run-key", "nightly-1")
@@ -108,6 +110,7 @@ def test_stage_by_stage_with_a_run_key(project):
     _eq(_children(project, run_id), [("ingest", "FINISHED"), ("validate", "FINISHED"), ("check", "FINISHED")])  # nothing ran
 
 
+@pytest.mark.slow
 def test_notebook_with_the_earlier_parameters_still_runs(project):
     "A stage notebook declaring the eleven earlier parameters gets them, and may pass them to `stage_context` in order."
     nb = nbformat.v4.new_notebook()

@@ -46,6 +46,7 @@ def project(tmp_path):
     return project
 
 
+@pytest.mark.slow
 def test_retain_deletes_only_what_is_older_than_the_setting(project):
     artifacts = sorted(p.relative_to(project) for p in (project / "mlartifacts").rglob("*"))
     code, out, err = run_cli("retain", "--project", str(project), "--set", "governance.retention=30d")
@@ -68,6 +69,7 @@ def test_retain_again_deletes_nothing_and_a_later_clock_deletes_more(project):
     _eq((later.runs, later.log_entries), (("20261101-000000-cccccccc",), 1))
 
 
+@pytest.mark.slow
 def test_retain_without_a_setting_is_a_usage_error(project):
     code, _out, err = run_cli("retain", "--project", str(project))
     _eq((code, err.strip()), (2, "error: governance.retention is not set, so nothing is old enough to delete: set it, e.g. 365d"))

@@ -165,6 +165,7 @@ def _version_of(response: httpx.Response) -> int:
 
 # --- canary -------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_canary_share_and_stickiness(reset):
     live = reset
     code, out, err = run_cli("rollout", "canary", "20", "--version", "2", "--reason", "live canary test", "--project", live["project"])
@@ -202,6 +203,7 @@ def _primary_latencies(http, url, rows, n: int) -> list:
     return latencies
 
 
+@pytest.mark.slow
 def test_a_slow_shadow_does_not_slow_the_primary(reset):
     live = reset
     policy = set_policy(live["client"], live["name"], "shadow", version=3, reason="slow shadow")
@@ -272,6 +274,7 @@ def _taken_out(live, policy, before: int, versions: list, judged: str):
     return entries[0]
 
 
+@pytest.mark.slow
 def test_a_crashing_canary_is_taken_out(reset):
     live = reset
     before = len(audit_trail(live["client"], live["name"]))
@@ -300,6 +303,7 @@ def test_a_canary_that_cannot_be_loaded_is_taken_out(reset):
     print(f"unloadable canary taken out: {entry.why}")
 
 
+@pytest.mark.slow
 def test_a_slow_canary_is_taken_out(reset):
     live = reset
     before = len(audit_trail(live["client"], live["name"]))
@@ -318,6 +322,7 @@ def test_a_slow_canary_is_taken_out(reset):
 
 # --- A/B with labels joined later -----------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_ab_test_with_feedback_and_report(reset):
     live = reset
     policy = set_policy(live["client"], live["name"], "ab", 50, version=2, reason="live A/B test")
@@ -370,6 +375,7 @@ def _finish(armed: tuple) -> None:
     assert process.returncode == 0, show(process.returncode, out, err)
 
 
+@pytest.mark.slow
 def test_blue_green_switch_under_load(reset, tmp_path):
     live = reset
     policy = set_policy(live["client"], live["name"], "blue-green", version=2, reason="blue-green switch")

@@ -57,6 +57,7 @@ def _statuses(project, run_id):
     return client.get_run(run_id).info.status, {name: r.info.status for name, r in stage_runs(client, run_id).items()}
 
 
+@pytest.mark.slow
 def test_mlflow_error_while_logging_ends_every_run_failed(project):
     set_stages(project, ["ingest"])  # the stage succeeds; logging its executed notebook fails
     code, out, err = run_cli("run", "--project", project, prelude=FAIL_NOTEBOOK_UPLOADS)
@@ -108,6 +109,7 @@ def _lines(stream, into: queue.Queue):
     into.put(None)
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_stage_ends_every_run_failed(project):
     stage_notebook(project / "runbooks" / "wait.ipynb", "import time\n"
                    "ctx.output('half.txt').write_text('half written')\nprint('waiting', flush=True)\ntime.sleep(600)")

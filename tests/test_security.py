@@ -216,6 +216,7 @@ def _files_holding(root: Path, marker: bytes) -> list[str]:
     return sorted(str(p) for p in Path(root).rglob("*") if p.is_file() and marker in p.read_bytes())
 
 
+@pytest.mark.slow
 def test_credentials_never_recorded(authenticated_server, tmp_path, breast_cancer_frame):
     port, server_folder, seen = authenticated_server
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

@@ -77,6 +77,7 @@ def _post(server, body=None, *, content=None, headers=None, path="/predict") -> 
     return _no_echo(httpx.post(server.url + path, content=content, headers=headers, timeout=30))
 
 
+@pytest.mark.slow
 def test_every_payload_form_gives_the_models_predictions(server, frame, model):
     rows = frame.iloc[:7]
     records = rows.to_dict("records")
@@ -238,6 +239,7 @@ def test_binds_loopback_and_refuses_other_hosts_without_a_token(project):
             with pytest.raises(httpx.ConnectError): httpx.get(f"http://{address}:{port}/health", timeout=5)
 
 
+@pytest.mark.slow
 def test_ready_waits_for_a_champion(tmp_path, frame):
     project = served_project(tmp_path)
     with running_server(project, "--set", "serve.poll_seconds=0.5", wait_ready=False) as s:
@@ -261,6 +263,7 @@ def test_ready_waits_for_a_champion(tmp_path, frame):
         _eq(_post(s, frame.iloc[0].to_dict()).json()["version"], 1)
 
 
+@pytest.mark.slow
 def test_two_workers_answer_and_metrics_sum_both(project, frame):
     record = frame.iloc[0].to_dict()
     labels = {"route": "/predict", "status": "200", "version": "1"}

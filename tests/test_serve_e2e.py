@@ -24,6 +24,7 @@ def pipeline_project(tmp_path_factory):
     return project, run_id_from(out)
 
 
+@pytest.mark.slow
 def test_the_server_answers_with_the_model_the_pipeline_logged(pipeline_project):
     project, run_id = pipeline_project
     model = load_skops(run_dir_of(project, run_id) / "train" / "model.skops")

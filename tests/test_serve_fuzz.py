@@ -77,6 +77,7 @@ def _check(case, known_words: set, own_text: str) -> None:
     assert "Traceback" not in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["valid", "invalid"])
 def test_no_server_error_and_no_echo(served, known_words, own_text, mode):
     _, server = served

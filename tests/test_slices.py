@@ -406,6 +406,7 @@ def sliced(tmp_path_factory, breast_cancer_frame):
     return {"project": project, "runs": runs}
 
 
+@pytest.mark.slow
 def test_evaluate_writes_slice_metrics_plot_and_gate_checks(sliced):
     first = sliced["runs"][0]
     table = read_json(first["dir"] / "evaluate" / "slices.json")

@@ -82,6 +82,7 @@ def _files_holding(folder: Path, secret: str) -> list[str]:
     return [str(p) for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
 
 
+@pytest.mark.slow
 def test_init_and_run_from_postgres_end_to_end_without_leaking_the_password(database, tmp_path):
     env = {SECRET_ENV: database["password"]}
     project = tmp_path / "cancer"

@@ -52,6 +52,7 @@ def cluster():
         yield c.scheduler_address
 
 
+@pytest.mark.slow
 def test_a_grid_with_a_failing_task(tmp_path):
     project = example_project("breast-cancer", tmp_path / "bc")
     tasks = sweep_tasks(["prepare.test_size=0.2,0.3,0.999"])  # 0.999 leaves no training rows: its prepare stage fails
@@ -97,6 +98,7 @@ def quarters(tmp_path_factory):
     return folder / "project", frame
 
 
+@pytest.mark.slow
 def test_a_backtest_over_two_cutoffs_on_an_existing_cluster(cluster, quarters):
     project, frame = quarters
     sets = [a for s in TINY for a in ("--set", s)]
@@ -121,6 +123,7 @@ def test_a_backtest_over_two_cutoffs_on_an_existing_cluster(cluster, quarters):
     _eq([(s.info.status, s.data.params["varied"]) for s in sweep], [("FINISHED", "prepare.cutoff")])
 
 
+@pytest.mark.slow
 def test_sweep_mistakes_are_one_line(quarters):
     project, _ = quarters
     _eq(call("sweep", "--project", project), (2, "", "error: nothing to sweep: give --grid KEY=V1,V2, --backtest CUTOFFS or --datasets FOLDER\n"))

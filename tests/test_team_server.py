@@ -95,6 +95,7 @@ def _client(server):
 
 # --- the server itself ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_password_is_in_no_output_and_no_command_line(server):
     "The database password reaches MLflow through the environment: never printed, never on a command line."
     text = server["log"].read_text()
@@ -164,6 +165,7 @@ def _chain(changes, alias) -> list:
     return [(c.from_version, c.to_version) for c in changes if c.alias == alias]
 
 
+@pytest.mark.slow
 def test_two_registrations_racing_on_the_server_promote_exactly_one(server):
     "Both gates compared with 'no champion': one version is promoted, the other stays @challenger and says why, every round."
     from mlops_nb.registry import audit_trail, champion_version

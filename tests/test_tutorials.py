@@ -4,6 +4,7 @@ import pytest
 from test_notebooks import ALL, NBS, NOTEBOOKS, run_ok
 
 PAGES = [p for p in ALL if p not in NOTEBOOKS]
+SLOW_PAGES = {"tutorials/monitoring"}  # a year of weather, monitored week by week: with the slow end-to-end checks (`-m slow`)
 
 
 def test_every_notebook_runs_in_one_of_the_two_files():
@@ -11,6 +12,11 @@ def test_every_notebook_runs_in_one_of_the_two_files():
     assert [p.relative_to(NBS).as_posix() for p in PAGES if p.parent == NBS] == ["architecture.ipynb", "index.ipynb"]
 
 
-@pytest.mark.parametrize("notebook", PAGES, ids=[str(p.relative_to(NBS).with_suffix("")) for p in PAGES])
+def _page(p):
+    name = str(p.relative_to(NBS).with_suffix(""))
+    return pytest.param(p, id=name, marks=[pytest.mark.slow] if name in SLOW_PAGES else [])
+
+
+@pytest.mark.parametrize("notebook", [_page(p) for p in PAGES])
 def test_page_runs(notebook, monkeypatch):
     run_ok(notebook, monkeypatch)

@@ -119,6 +119,7 @@ def test_project_without_runbook_copies_has_nothing_to_upgrade(tmp_path, breast_
     _eq(((tmp_path / "p" / "runbooks").exists(), upgrade_runbooks(tmp_path / "p")), (False, []))
 
 
+@pytest.mark.slow
 def test_run_warns_about_outdated_runbooks_it_uses(project):
     _age(project, "ingest.ipynb", "0.0.7")
     _age(project, "train.ipynb")  # outdated, but not a stage of this run
