@@ -107,7 +107,7 @@ def cmd_init(args)->int:
         print("\n".join(github_lines(*export_github(cfg.project_dir, force=args.force))))
     if cfg.data.csv:
         d = cfg.data.csv
-        print(f"  csv        read as {d['encoding']}, delimiter {d['delimiter']!r}, decimal {d['decimal']!r}, thousands {d['thousands'] or None!r}"
+        print(f"  csv        read as {d['encoding']}, delimiter {d['delimiter']!r}, decimal {d['decimal']!r}, thousands {repr(d['thousands']) if d['thousands'] else 'none'}"
               "   (detected: data.csv in mlops.yaml wins)")
     print(f"Next: cd {cfg.project_dir} && mlops-nb run")
     return 0
