@@ -29,7 +29,7 @@ from .config import Config, UsageError, data_path, parse_duration, runs_dir, tra
 from .contract import Contract
 from .data import fingerprint, load_skops, read_table, write_parquet
 from .explain import explain
-from .privacy import KEY_FILE, protect, protect_value
+from .privacy import KEY_FILE, protect, protect_value, protected_columns
 from .registry import AliasChange, record_change, utc_now
 
 # %% auto #0
@@ -71,7 +71,7 @@ def stored_value(column:str, # The column named by --where
     "How the project stores `value` of `column`: hashed when the column is pii, as it is otherwise."
     names = [c.name for c in contract.columns]
     if column not in names: raise UsageError(f"no column '{column}' in the contract; columns are: {', '.join(names)}")
-    if column not in contract.pii_columns: return value
+    if column not in protected_columns(contract): return value  # a pii feature keeps its values in the tables
     if cfg.governance.pii != "hash":
         raise UsageError(f"'{column}' is pii and governance.pii is {cfg.governance.pii}: the project keeps nothing to find a subject by "
                          "in it; name the subject by another column (a customer id)")
@@ -260,9 +260,11 @@ ERASURES_DIR = Path(".mlops-nb") / "erasures"  # Where each erasure's record is 
 
 MIN_ERASED_TEXT = 6  # A value of another column is erased from text files only when it is text this long at least
 
-def _needles(column:str, value, stored, contract:Contract)->list:
+def _needles(column:str, value, stored, logged, contract:Contract)->list:
     "The strings that must not remain in any file: a pii column's stored (hashed) and raw forms; another column's text value."
-    if column in contract.pii_columns: return sorted({str(stored), str(value).strip()}, key=len, reverse=True)
+    if column in protected_columns(contract): return sorted({str(stored), str(logged), str(value).strip()}, key=len, reverse=True)
+    if column in contract.pii_columns:  # a pii feature: its hashed form (prediction log), and its value when it is long enough text
+        return sorted({str(logged)} | ({value.strip()} if isinstance(value, str) and len(value.strip()) >= MIN_ERASED_TEXT else set()), key=len, reverse=True)
     if isinstance(value, str) and len(value.strip()) >= MIN_ERASED_TEXT: return [value.strip()]
     return []  # a number or a short code also appears where it means something else (counts, metrics): tables only
 
@@ -286,6 +288,8 @@ def forget(cfg:Config, # The project's settings
     root = Path(cfg.project_dir).resolve()
     contract = Contract.from_yaml(root / cfg.contract)
     stored = stored_value(column, value, contract, cfg)
+    # the prediction log protects every pii column, features too (its form of a pii feature differs from the tables')
+    logged = protect_value(value, cfg) if column in contract.pii_columns and cfg.governance.pii == "hash" else stored
     erasure = Erasure(f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}", utc_now(), column)
     log = (root / cfg.serve.prediction_log).resolve()
     source = data_path(cfg).resolve()
@@ -307,7 +311,7 @@ def forget(cfg:Config, # The project's settings
         n, _ = _rewrite_parquet(source, column, value)
         if n: erasure.tables[_rel(source, root)] = {"rows_removed": n, "sha256": file_digest(source), "fingerprint": None}
     with _busy(log, "erase the subject's entries from"):
-        erasure.log_entries = _forget_log(log, column, stored, subject, tuple(c.name for c in contract.features))
+        erasure.log_entries = _forget_log(log, column, logged, subject, tuple(c.name for c in contract.features))
     client = MlflowClient(tracking_uri(cfg))
     erasure.versions = affected_versions(client, cfg.model_name, subject)
     if not subject: erasure.notes.append("the subject's rows were found in no snapshot and not in the data, so no model version could be matched by its row hashes")
@@ -315,7 +319,7 @@ def forget(cfg:Config, # The project's settings
     elif found is not None and not source.is_relative_to(root):
         erasure.notes.append("the data file, outside the project folder, still holds the subject's rows: erase them there too")
     mark_retrain(client, cfg.model_name, erasure.versions, erasure.id)
-    needles = [n.encode() for n in _needles(column, value, stored, contract) if n]
+    needles = [n.encode() for n in _needles(column, value, stored, logged, contract) if n]
     for path in _project_files(root) if needles else []:
         data = path.read_bytes()
         if not any(n in data for n in needles): continue

@@ -264,8 +264,8 @@ def _run_stages(run:_Run, cfg:Config, specs, notebooks, session, uri:str, commit
         if outcome is None:
             fresh = True
             outcome, manifest = _execute(run, cfg, spec, index, notebook, session, params, key, output)
-            facts = entry_facts(final, inputs, keys) if manifest is not None else {"volatile": "it failed"}
-            if "volatile" not in facts:  # a stage that said its result cannot be reused gets no cache entry
+            facts = entry_facts(final, inputs, keys) if manifest is not None else {}
+            if manifest is not None and "volatile" not in facts:  # a stage that said its result cannot be reused gets no entry
                 write_entry(runs, spec.name, key, run_id=run.run_id, stage_run_id=outcome.run_id, output_dir=str(final.resolve()),
                             manifest=manifest, **facts)
         run.outcomes = [o for o in run.outcomes if o.name != spec.name] + [outcome]

@@ -263,3 +263,19 @@ def test_without_snapshots_the_data_file_still_names_the_subjects_rows(tmp_path,
     seen.clear()
     nobody = forget(cfg, "cpf == '000.000.000-00'")
     _eq((seen, nobody.notes), ([], ["the subject's rows were found in no snapshot and not in the data, so no model version could be matched by its row hashes"]))
+
+
+def test_a_pii_feature_is_found_as_the_tables_keep_it(tmp_path, monkeypatch):
+    "A pii column that is also a feature keeps its values in the snapshots, and is hashed only in the prediction log."
+    from mlops_nb.config import config_from_dict
+    from mlops_nb.contract import ColumnSpec, Contract
+    from mlops_nb.governance import _needles, stored_value
+    monkeypatch.setenv("MLOPS_NB_PII_KEY", "k" * 32)
+    cfg = config_from_dict({}, tmp_path)
+    contract = Contract([ColumnSpec("email", "text", "ignore", pii=True), ColumnSpec("age", "integer", pii=True),
+                         ColumnSpec("y", "categorical", "target", categories=("a", "b"))], target="y")
+    _eq(stored_value("age", 41, contract, cfg), 41)  # as the snapshots hold it
+    _eq(stored_value("email", "ann@example.org", contract, cfg), protect_value("ann@example.org", cfg))
+    _eq(_needles("age", 41, 41, protect_value(41, cfg), contract), [protect_value(41, cfg)])  # never the bare number
+    _eq(_needles("email", "ann@example.org", protect_value("ann@example.org", cfg), protect_value("ann@example.org", cfg), contract),
+        [protect_value("ann@example.org", cfg), "ann@example.org"])
