@@ -21,8 +21,8 @@ from .config import UsageError
 # %% auto #0
 __all__ = ['FORMATS', 'COMPRESSIONS', 'EXAMPLES', 'TRUSTED_TYPES', 'table_format', 'sniff_csv', 'csv_dialect', 'day_first_dates',
            'read_table', 'Example', 'load_example', 'fingerprint', 'row_hashes', 'write_parquet', 'schema',
-           'deciding_rows', 'pandas_dataset', 'UntrustedTypes', 'trusted_types', 'stored_types', 'save_skops',
-           'load_skops']
+           'deciding_rows', 'pandas_dataset', 'log_dataset', 'UntrustedTypes', 'trusted_types', 'stored_types',
+           'save_skops', 'load_skops']
 
 # %% ../nbs/01_data.ipynb #093ff53f
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "excel", ".xlsm": "excel"}
@@ -341,6 +341,37 @@ def _table_dataset()->type:
             try: return _infer_schema(deciding_rows(self._df))
             except Exception: return None  # noqa: BLE001 - as in PandasDataset: a table MLflow cannot type has no schema
     return TableDataset
+
+# %% ../nbs/01_data.ipynb #b87c8c2c
+def _created_by_another_run(err:Exception)->bool:
+    "Whether the store refused a dataset record because a concurrent run had just created the same one."
+    text = str(err)
+    return "IntegrityError" in text or "UniqueViolation" in text or "duplicate key" in text
+
+def log_dataset(dataset, # An MLflow dataset, e.g. from `pandas_dataset`
+                run_ids:list[str], # The runs that used it (a stage run and its pipeline run)
+                context:str="training", # What it was used for (the `mlflow.data.context` input tag)
+                tags:dict|None=None, # More input tags, e.g. its fingerprint
+                attempts:int=5, # Tries per run when concurrent runs create the same record
+               )->None:
+    "`mlflow.log_input` for each run in `run_ids`, safe when other runs record the same dataset at the same moment."
+    import time
+
+    from mlflow.entities import DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+    record = DatasetInput(dataset._to_mlflow_entity(),
+                          [InputTag(k, str(v)) for k, v in {MLFLOW_DATASET_CONTEXT: context, **(tags or {})}.items()])
+    client = MlflowClient()
+    for run_id in run_ids:
+        for attempt in range(attempts):
+            try:
+                client.log_inputs(run_id, datasets=[record])
+                break
+            except MlflowException as err:
+                if attempt == attempts - 1 or not _created_by_another_run(err): raise
+                time.sleep(0.05 * 2 ** attempt)
 
 # %% ../nbs/01_data.ipynb #b236c706
 TRUSTED_TYPES = (
