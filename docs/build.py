@@ -23,6 +23,7 @@ How the site is made (see docs/README.md for why):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import posixpath
@@ -44,6 +45,7 @@ RUNBOOKS = ROOT / "mlops_nb" / "runbooks"
 PROC = ROOT / "_proc"  # nbdev's folder for processed notebooks; the Sphinx source tree is built here
 SRC = PROC / "site"
 OUT = ROOT / "_docs"  # settings.ini doc_path
+RECORD = PROC / "executed.json"  # what the last complete build was made from and executed (tests/test_notebooks.py reads it)
 README = ROOT / "README.md"
 README_NOTE = "<!-- Generated from nbs/index.ipynb by `python docs/build.py readme`: edit the notebook, not this file. -->\n\n"
 SKIP_DIRS = re.compile(r"^[_.]")
@@ -242,7 +244,10 @@ def build_page(src:Path, docname:str, run:bool, flags:set[str], pages:dict[str, 
     executed = PROC / "executed" / f"{docname}.ipynb"
     executed.parent.mkdir(parents=True, exist_ok=True)
     seconds = 0.0
-    if run: seconds = execute(src, executed, flags, PROC / "work" / docname)
+    if run:
+        try: seconds = execute(src, executed, flags, PROC / "work" / docname)
+        except Exception as e:  # noqa: BLE001 - any failure of a cell: name the notebook, keep nbclient's account of the cell
+            raise RuntimeError(f"{src.relative_to(ROOT)} failed while the site was built:\n{e}") from None
     else: shutil.copy2(src, executed)
     nb = read_nb(executed)
     nb.path_ = str(src)  # nbdev names the page after the source notebook
@@ -328,13 +333,19 @@ def check_site(out:Path)->list[str]:
 
 # ---------------------------------------------------------------- the whole build
 
+def source_digests()->dict[str, str]:
+    "SHA-256 of every file the site is made from (notebooks, runbooks, the library, docs/, settings.ini), by repository path."
+    files = [p for p in NBS.rglob("*.ipynb") if not any(SKIP_DIRS.match(part) for part in p.relative_to(NBS).parts)]
+    files += [*RUNBOOKS.glob("*.ipynb"), *(ROOT / "mlops_nb").glob("*.py"), ROOT / "settings.ini"]
+    files += [p for p in DOCS.rglob("*") if "__pycache__" not in p.parts]
+    return {p.relative_to(ROOT).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files) if p.is_file()}
+
+
 def stale(out:Path=OUT)->bool:
-    "Is the site missing, or older than a notebook, a runbook, a module of the library or a file in docs/?"
-    index = out / "index.html"
-    if not index.exists(): return True
-    built = index.stat().st_mtime
-    srcs = [*NBS.rglob("*.ipynb"), *RUNBOOKS.glob("*.ipynb"), *(ROOT / "mlops_nb").glob("*.py"), *DOCS.rglob("*")]
-    return any(p.is_file() and p.stat().st_mtime > built for p in srcs)
+    "Is the site missing, or made from files that have changed since (by content, see `source_digests`)?"
+    if not (out / "index.html").exists() or not RECORD.exists(): return True
+    try: return json.loads(RECORD.read_text())["sources"] != source_digests()
+    except (ValueError, KeyError): return True
 
 
 def build_locked(out:Path=OUT, jobs:int=2, if_stale:bool=False)->int:
@@ -350,6 +361,7 @@ def build_locked(out:Path=OUT, jobs:int=2, if_stale:bool=False)->int:
 
 def build(out:Path=OUT, jobs:int=2)->int:
     start = time.time()
+    digests = source_digests()  # before anything runs: a file edited during the build leaves the site stale
     srcs = sources()
     pages = {str(p.resolve()): d for p, d, _ in srcs}
     symbols = _symbols()
@@ -401,6 +413,8 @@ def build(out:Path=OUT, jobs:int=2)->int:
     errors = check_site(out)
     for e in errors: print(f"docs: {e}", file=sys.stderr)
     if errors: return 1
+    RECORD.write_text(json.dumps({"sources": digests, "executed": {p.relative_to(NBS).as_posix(): {"page": d, "seconds": round(timing[d], 1)}
+                                                                    for p, d, run in srcs if run}}, indent=1))
     n = len(list(out.rglob("*.html"))) - len([f for f in ("genindex.html", "search.html") if (out / f).exists()])
     print(f"site: {out}/index.html, {n} pages, Sphinx {time.time() - sphinx_start:.0f}s, total {time.time() - start:.0f}s")
     return 0

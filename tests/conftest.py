@@ -1,12 +1,15 @@
-"""Helpers for the end-to-end tests: run the real `mlops-nb` command in a subprocess and look at what it leaves behind.
+"""Helpers for the end-to-end tests: run the real `mlops-nb` command (in a subprocess with `run_cli`, or through its
+`main` in this process with `call_cli` when no stage runs) and look at what it leaves behind.
 
 Every pipeline run that executes its stages costs tens of seconds, so runs that several tests can inspect without
-interfering are made once per session by fixtures in the test modules; tests that use them only read.
+interfering are made once per session by fixtures (`example_run` here, others in the test modules); tests that use
+them only read.
 With pytest-xdist use `--dist loadfile` so that each module's shared runs are made once, on one worker.
 """
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import subprocess
@@ -46,6 +49,18 @@ def run_cli(*args, cwd=None, timeout=TIMEOUT, env: dict | None = None, prelude: 
     "Run `mlops-nb ARGS` (the console script's `main`) in a subprocess; return (exit code, stdout, stderr)."
     p = subprocess.run(cli_command(*args, prelude=prelude), cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=timeout, check=False)
     return p.returncode, p.stdout, p.stderr
+
+
+def call_cli(*args, cwd=None) -> tuple[int, str, str]:
+    """`mlops-nb ARGS` through the console script's `main` in this process; return (exit code, stdout, stderr).
+
+    The same code as `run_cli` without starting an interpreter (about 1.5 s each): for commands that stop before any
+    stage runs (usage errors, `init`, `export`). Pipeline runs, servers and injected faults use `run_cli`."""
+    from mlops_nb.cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd or os.getcwd()), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
 
 
 def show(code, out, err) -> str:
@@ -133,6 +148,41 @@ def stage_notebook(path: Path, *code_cells: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def site() -> Path:
+    """The documentation site, built by `python docs/build.py` when it is missing or its sources changed (CI builds it
+    before the tests). Building it executes every notebook in nbs/; docs/build.py holds a file lock while it builds, so
+    the other xdist worker waits for that build, then finds the site fresh."""
+    subprocess.run([sys.executable, str(ROOT / "docs" / "build.py"), "--if-stale"], cwd=ROOT, check=True, timeout=1800)
+    assert (ROOT / "_docs" / "index.html").exists()
+    return ROOT / "_docs"
+
+
+def git(folder: Path, *args) -> str:
+    "`git ARGS` in `folder` as a throwaway identity; its output."
+    return subprocess.run(["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def example_run(tmp_path_factory) -> dict:
+    """The bundled example project committed to git, and one run of it by the real command (`mlops-nb run --example
+    breast-cancer`, `fast` training): v1 is @champion. Shared by the modules that look at what a first run records
+    (lineage, the MLflow UI, serving end to end); they only read it, and add nothing a later reader would see."""
+    from mlops_nb.pipeline import example_project
+    project = example_project("breast-cancer", tmp_path_factory.mktemp("example") / "bc")
+    git(project, "init", "-q")
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", "project")
+    code, out, err = run_cli("run", "--example", "breast-cancer", "--project", project, *fast, cwd=project.parent)
+    assert code == 0, show(code, out, err)
+    run_id = run_id_from(out)
+    return {"project": project, "out": out, "run_id": run_id, "run_dir": run_dir_of(project, run_id), "commit": git(project, "rev-parse", "HEAD")}
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import cancer_project, client_for, read_json, run_cli, run_dir_of, run_id_from, set_stages, show, stage_runs
+from conftest import call_cli, cancer_project, client_for, read_json, run_cli, run_dir_of, run_id_from, set_stages, show, stage_runs
 from fastcore.test import test_eq as _eq
 
 from mlops_nb.pipeline import init_project
@@ -161,7 +161,7 @@ def test_backtest_settings_without_a_time_split_are_rejected(settings, message):
 def test_horizon_without_cutoff_stops_the_command_before_a_run(tmp_path, breast_cancer_frame):
     breast_cancer_frame.to_csv(tmp_path / "cancer.csv", index=False)
     init_project(tmp_path / "project", tmp_path / "cancer.csv", "diagnosis")
-    code, _out, err = run_cli("run", "--project", tmp_path / "project", "--set", "prepare.horizon=30d")
+    code, _out, err = call_cli("run", "--project", tmp_path / "project", "--set", "prepare.horizon=30d")
     _eq((code, err.strip()), (2, "error: prepare.horizon is set but prepare.cutoff is not: the horizon is measured from the cutoff"))
     _eq((tmp_path / "project" / "runs").exists() and any((tmp_path / "project" / "runs").glob("*/run.json")), False)
 

@@ -1,14 +1,11 @@
 """The documentation site, as a reader's browser shows it: headless Chromium on the site built by `python docs/build.py`.
 
-The site is built once per session, only when it is missing or older than its sources (CI builds it before the
-tests); docs/build.py holds a file lock while it builds, so the other xdist worker waits for that build. Screenshots of the home page and
-an API page go to $DOCS_ARTIFACTS (default `_docs_artifacts/`).
+The site comes from conftest's `site` fixture: built once, only when it is missing or its sources changed (CI builds it
+before the tests). Screenshots of the home page and an API page go to $DOCS_ARTIFACTS (default `_docs_artifacts/`).
 """
 import functools
 import http.server
 import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -26,14 +23,6 @@ def _page(notebook:Path)->str:
     "nbdev's page name: 05_evaluate.ipynb -> evaluate.html"
     stem = notebook.stem
     return (stem.split("_", 1)[1] if stem[0].isdigit() and "_" in stem else stem) + ".html"
-
-
-@pytest.fixture(scope="session")
-def site():
-    # docs/build.py takes a file lock: the other xdist worker waits, then finds the site fresh
-    subprocess.run([sys.executable, str(ROOT / "docs" / "build.py"), "--if-stale"], cwd=ROOT, check=True, timeout=1200)
-    assert (SITE / "index.html").exists()
-    return SITE
 
 
 @pytest.fixture(scope="session")

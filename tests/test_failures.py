@@ -6,7 +6,21 @@ import json
 import nbformat
 import pandas as pd
 import pytest
-from conftest import artifact_paths, client_for, error_lines, fast, read_json, run_cli, run_dir_of, run_id_from, set_stages, show, stage_notebook, stage_runs
+from conftest import (
+    artifact_paths,
+    call_cli,
+    client_for,
+    error_lines,
+    fast,
+    read_json,
+    run_cli,
+    run_dir_of,
+    run_id_from,
+    set_stages,
+    show,
+    stage_notebook,
+    stage_runs,
+)
 
 ENRICH = '''\
 import pandas as pd
@@ -129,13 +143,13 @@ def small_csv(tmp_path_factory):
 
 
 def test_init_missing_data_file(tmp_path):
-    line = _usage_error(*run_cli("init", tmp_path / "p", "--data", tmp_path / "nope.csv", "--target", "y"))
+    line = _usage_error(*call_cli("init", tmp_path / "p", "--data", tmp_path / "nope.csv", "--target", "y"))
     assert "data file not found" in line and "nope.csv" in line
     assert not (tmp_path / "p").exists()
 
 
 def test_init_unknown_target_lists_columns(tmp_path, small_csv):
-    line = _usage_error(*run_cli("init", tmp_path / "p", "--data", small_csv, "--target", "lable"))
+    line = _usage_error(*call_cli("init", tmp_path / "p", "--data", small_csv, "--target", "lable"))
     assert "'lable'" in line and "height, colour, label" in line
     assert not (tmp_path / "p").exists()
 
@@ -143,63 +157,63 @@ def test_init_unknown_target_lists_columns(tmp_path, small_csv):
 def test_init_unsupported_format(tmp_path):
     ods = tmp_path / "data.ods"
     ods.write_bytes(b"PK\x03\x04 a spreadsheet format mlops-nb does not read")
-    line = _usage_error(*run_cli("init", tmp_path / "p", "--data", ods, "--target", "y"))
+    line = _usage_error(*call_cli("init", tmp_path / "p", "--data", ods, "--target", "y"))
     assert "unsupported data format '.ods'" in line and "CSV" in line and "Parquet" in line
     xlsx = tmp_path / "data.xlsx"
     xlsx.write_bytes(b"PK\x03\x04 not really a workbook")
-    line = _usage_error(*run_cli("init", tmp_path / "q", "--data", xlsx, "--target", "y"))
+    line = _usage_error(*call_cli("init", tmp_path / "q", "--data", xlsx, "--target", "y"))
     assert "it is not an .xlsx workbook" in line, line
 
 
 def test_init_single_class_target(tmp_path):
     csv = tmp_path / "one.csv"
     pd.DataFrame({"a": [1, 2, 3], "y": ["only", "only", "only"]}).to_csv(csv, index=False)
-    line = _usage_error(*run_cli("init", tmp_path / "p", "--data", csv, "--target", "y"))
+    line = _usage_error(*call_cli("init", tmp_path / "p", "--data", csv, "--target", "y"))
     assert "only one class ('only')" in line
 
 
 @pytest.mark.slow
 def test_init_existing_project_needs_force(tmp_path, small_csv):
     project = tmp_path / "p"
-    code, out, err = run_cli("init", project, "--data", small_csv, "--target", "label")
+    code, out, err = call_cli("init", project, "--data", small_csv, "--target", "label")
     assert code == 0, show(code, out, err)
     (project / "runbooks" / "train.ipynb").write_text("{}")  # the user's edit must survive the refused re-init
-    line = _usage_error(*run_cli("init", project, "--data", small_csv, "--target", "label"))
+    line = _usage_error(*call_cli("init", project, "--data", small_csv, "--target", "label"))
     assert "already an mlops-nb project" in line and "--force" in line
     assert (project / "runbooks" / "train.ipynb").read_text() == "{}"
-    code, out, err = run_cli("init", project, "--data", small_csv, "--target", "colour", "--force")
+    code, out, err = call_cli("init", project, "--data", small_csv, "--target", "colour", "--force")
     assert code == 0, show(code, out, err)
     assert "target: colour" in (project / "mlops.yaml").read_text()
     assert (project / "runbooks" / "train.ipynb").read_text() == "{}", "--force re-creates settings and contract, never an edited runbook"
 
 
 def test_run_outside_a_project(tmp_path):
-    line = _usage_error(*run_cli("run", cwd=tmp_path))
+    line = _usage_error(*call_cli("run", cwd=tmp_path))
     assert "no mlops.yaml in" in line and "mlops-nb init" in line
     assert list(tmp_path.iterdir()) == []
 
 
 def test_run_unknown_setting_suggests_the_right_one(tmp_path, small_csv):
     project = tmp_path / "p"
-    assert run_cli("init", project, "--data", small_csv, "--target", "label")[0] == 0
-    line = _usage_error(*run_cli("run", "--project", project, "--set", "train.n_split=3"))
+    assert call_cli("init", project, "--data", small_csv, "--target", "label")[0] == 0
+    line = _usage_error(*call_cli("run", "--project", project, "--set", "train.n_split=3"))
     assert "unknown setting 'train.n_split'" in line and "n_splits" in line
-    line = _usage_error(*run_cli("run", "--project", project, "--set", "train.n_splits"))
+    line = _usage_error(*call_cli("run", "--project", project, "--set", "train.n_splits"))
     assert "key=value" in line
     assert not (project / "runs").exists()  # nothing ran
 
 
 def test_run_custom_stage_with_missing_notebook(tmp_path, small_csv):
     project = tmp_path / "p"
-    assert run_cli("init", project, "--data", small_csv, "--target", "label")[0] == 0
+    assert call_cli("init", project, "--data", small_csv, "--target", "label")[0] == 0
     set_stages(project, ["ingest", {"name": "enrich", "notebook": "runbooks/missing.ipynb"}])
-    line = _usage_error(*run_cli("run", "--project", project))
+    line = _usage_error(*call_cli("run", "--project", project))
     assert "stage 'enrich'" in line and "missing.ipynb" in line and "not found" in line
     assert not (project / "runs").exists()
 
 
 def test_run_unknown_example():
-    code, out, err = run_cli("run", "--example", "nope")
+    code, out, err = call_cli("run", "--example", "nope")
     assert code == 2 and "invalid choice: 'nope'" in err and "Traceback" not in err, show(code, out, err)
 
 
@@ -207,19 +221,19 @@ def test_run_unknown_example():
 def test_unreachable_tracking_server_is_a_usage_error(tmp_path, small_csv, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # fail at once instead of retrying for minutes
     project = tmp_path / "p"
-    assert run_cli("init", project, "--data", small_csv, "--target", "label")[0] == 0
-    line = _usage_error(*run_cli("run", "--project", project, "--set", "tracking_uri=http://127.0.0.1:9"))
+    assert call_cli("init", project, "--data", small_csv, "--target", "label")[0] == 0
+    line = _usage_error(*call_cli("run", "--project", project, "--set", "tracking_uri=http://127.0.0.1:9"))
     assert "cannot record to the MLflow store at http://127.0.0.1:9" in line
     assert [p.name for p in (project / "runs").iterdir()] == [], "a run that never started leaves no files"
 
 
 def test_missing_data_or_broken_contract_stops_before_running(tmp_path, small_csv):
     project = tmp_path / "p"
-    assert run_cli("init", project, "--data", small_csv, "--target", "label")[0] == 0
-    line = _usage_error(*run_cli("run", "--project", project, "--set", "data.path=moved.csv"))
+    assert call_cli("init", project, "--data", small_csv, "--target", "label")[0] == 0
+    line = _usage_error(*call_cli("run", "--project", project, "--set", "data.path=moved.csv"))
     assert f"data file not found: {project.resolve() / 'moved.csv'}" in line
     contract = project / "contract.yaml"
     contract.write_text(contract.read_text().replace("role: target", "role: label", 1))
-    line = _usage_error(*run_cli("run", "--project", project))
+    line = _usage_error(*call_cli("run", "--project", project))
     assert "contract.yaml" in line and "label" in line, line
     assert not (project / "runs").exists(), "nothing ran"

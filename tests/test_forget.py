@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import client_for, run_cli, show
+from conftest import call_cli, client_for, run_cli, show
 from fastcore.test import test_eq as _eq
 from fastcore.test import test_fail as _fail
 from hypothesis import given, settings
@@ -97,6 +97,7 @@ def test_planted_personal_data_reaches_no_file(project, monkeypatch):
     _eq(protect_value(SUBJECT["email"], load_config(project)) in pd.read_parquet(snapshot).email.tolist(), True)
 
 
+@pytest.mark.slow
 def test_explain_a_logged_request_and_a_row_of_the_data(project):
     logged = read_log(project / "predictions" / "predictions.db")
     _eq(len(logged), 2)
@@ -167,9 +168,9 @@ def test_forget_refuses_unsafe_or_unknown_conditions(project):
     for where, why in (("__import__('os').system('true')", "--where must read COLUMN == VALUE"),
                        ("nome == 'Maria'", "no column 'nome' in the contract"),
                        ("email == 'a' or 1 == 1", "quote it")):
-        code, _out, err = run_cli("forget", "--project", str(project), "--where", where)
+        code, _out, err = call_cli("forget", "--project", str(project), "--where", where)
         _eq((code, why in err, "Traceback" in err), (2, True, False))
-    code, _out, err = run_cli("forget", "--project", str(project), "--where", "email == 'x@y.z'", "--set", "governance.pii=mask")
+    code, _out, err = call_cli("forget", "--project", str(project), "--where", "email == 'x@y.z'", "--set", "governance.pii=mask")
     _eq((code, "'email' is pii and governance.pii is mask" in err), (2, True))
     _fail(lambda: parse_where(""), contains="COLUMN == VALUE")
 

@@ -125,6 +125,7 @@ def test_stale_data_with_fail_stops_the_run_with_one_line(macro):
     _eq(statuses(run), ["ok", "failed"])
 
 
+@pytest.mark.slow
 def test_stale_data_with_warn_is_reported_and_the_run_goes_on(macro):
     project, run = macro["project"], macro["runs"]["warn"]
     assert run["code"] == 0, show(run["code"], run["out"], run["err"])
@@ -141,6 +142,7 @@ def test_stale_data_with_warn_is_reported_and_the_run_goes_on(macro):
     assert validate.data.metrics["data_age_hours"] > 24 * 365 * 16, validate.data.metrics
 
 
+@pytest.mark.slow
 def test_a_freshness_check_is_never_reused_but_validate_without_one_is(macro):
     runs = macro["runs"]
     _eq(statuses(runs["again"]), ["cached", "ok"])  # same data, same settings as the run before: judged against the clock again
@@ -149,6 +151,7 @@ def test_a_freshness_check_is_never_reused_but_validate_without_one_is(macro):
     assert "freshness not checked (data.max_age is not set)" in (runs["unchecked"]["out"]), runs["unchecked"]["out"]
 
 
+@pytest.mark.slow
 def test_fresh_data_passes_even_with_fail(macro):
     project, run = macro["project"], macro["runs"]["fresh"]
     assert run["code"] == 0, show(run["code"], run["out"], run["err"])

@@ -109,6 +109,7 @@ def test_latin1_csv_dialect_and_accented_names(latin1):
     assert sorted(cols["clínica"]["categories"]) == ["Clínica Médica Ação", "Hospital São José", "Policlínica Irmã Dulce"]
 
 
+@pytest.mark.slow
 def test_latin1_csv_runs_end_to_end_with_exact_values(latin1):
     snapshot = pd.read_parquet(latin1["run_dir"] / "ingest" / "data.parquet")
     frame = latin1["frame"]

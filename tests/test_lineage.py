@@ -1,56 +1,31 @@
 """`mlops-nb lineage` and `mlops-nb audit` on a real pipeline run, in a project that is a git repository.
 
-One pipeline run (module fixture) is made in a committed git repository, so the commit and the dirty flag are known;
-every test only reads it.
+The example project's one pipeline run (conftest's `example_run`) is made in a committed git repository, so the commit
+and the dirty flag are known; every test only reads it.
 """
 from __future__ import annotations
 
-import contextlib
 import getpass
 import hashlib
-import io
 import json
-import subprocess
 from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import client_for, fast, read_json, run_cli, run_dir_of, run_id_from, show
+from conftest import call_cli, client_for, read_json, show
 from fastcore.test import test_eq as _eq
 
 STAGES = ["ingest", "validate", "prepare", "train", "evaluate", "register"]
 
 
-def _git(project: Path, *args) -> str:
-    return subprocess.run(["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                          capture_output=True, text=True, check=True).stdout.strip()
-
-
 @pytest.fixture(scope="module")
-def made(tmp_path_factory):
-    "A committed example project and one pipeline run in it."
-    from mlops_nb.pipeline import example_project
-    project = example_project("breast-cancer", tmp_path_factory.mktemp("lineage") / "bc")
-    _git(project, "init", "-q")
-    _git(project, "add", "-A")
-    _git(project, "commit", "-q", "-m", "project")
-    code, out, err = run_cli("run", "--example", "breast-cancer", "--project", project, *fast)
-    assert code == 0, show(code, out, err)
-    run_id = run_id_from(out)
-    return project, run_id, run_dir_of(project, run_id), _git(project, "rev-parse", "HEAD")
-
-
-def call(*argv) -> tuple:
-    "`mlops-nb ARGS` in this process (quicker than a subprocess for the many small checks)."
-    from mlops_nb.cli import main
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
+def made(example_run):
+    "The committed example project and its one pipeline run (conftest's `example_run`)."
+    return example_run["project"], example_run["run_id"], example_run["run_dir"], example_run["commit"]
 
 
 def _lineage(project, *ref) -> tuple:
-    code, out, err = run_cli("lineage", *ref, "--project", project)
+    code, out, err = call_cli("lineage", *ref, "--project", project)
     assert code == 0, show(code, out, err)
     return out.splitlines(), err
 
@@ -93,7 +68,7 @@ def test_lineage_text_answers_what_made_the_champion(made):
 
 def test_lineage_json_is_the_record(made):
     project, run_id, run_dir, commit = made
-    code, out, err = run_cli("lineage", "--project", project, "--json")
+    code, out, err = call_cli("lineage", "--project", project, "--json")
     assert code == 0, show(code, out, err)
     info = json.loads(out)
     _eq((info["model"], info["version"], info["aliases"], info["gate"]), ("breast-cancer", 1, ["champion", "challenger"], "passed"))
@@ -117,7 +92,7 @@ def test_lineage_json_is_the_record(made):
 
 @pytest.mark.parametrize("ref", ["v1", "1", "@champion", "@challenger", "breast-cancer@champion", "breast-cancer@v1", "models:/breast-cancer/1"])
 def test_every_way_of_naming_the_version(made, ref):
-    code, out, _ = call("lineage", ref, "--project", made[0])
+    code, out, _ = call_cli("lineage", ref, "--project", made[0])
     _eq((code, out.splitlines()[0].split(", registered ")[0]), (0, "breast-cancer v1 (@champion, @challenger)"))
 
 
@@ -128,12 +103,12 @@ def test_every_way_of_naming_the_version(made, ref):
     ("@", "error: '@' names no alias: write MODEL@champion, MODEL@v3, @champion or v3"),
 ])
 def test_unknown_versions_are_one_line_and_exit_2(made, ref, message):
-    _eq(call("lineage", ref, "--project", made[0]), (2, "", message + "\n"))
+    _eq(call_cli("lineage", ref, "--project", made[0]), (2, "", message + "\n"))
 
 
 def test_audit_records_the_gate_promotion_of_the_run(made):
     project, run_id, run_dir, _ = made
-    code, out, err = run_cli("audit", "--project", project, "--json")
+    code, out, err = call_cli("audit", "--project", project, "--json")
     assert code == 0, show(code, out, err)
     changes = json.loads(out)
     _eq([{k: c[k] for k in ("alias", "from_version", "to_version", "source", "run_id", "who", "why")} for c in changes], [

@@ -15,21 +15,17 @@ import time
 import urllib.request
 
 import pytest
-from conftest import chromium, cli_env, client_for, fast, run_cli, run_id_from, show, tracking_uri
+from conftest import chromium, cli_env, client_for, tracking_uri
 from fastcore.test import test_eq as _eq
 
 WAIT = 120_000  # ms: the UI's first page load on a busy 2-core machine
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory):
-    "One pipeline run of the breast-cancer example; its output (with the link it prints) and its ids."
-    project = tmp_path_factory.mktemp("ui") / "bc"
-    code, out, err = run_cli("run", "--example", "breast-cancer", "--project", project, *fast)
-    assert code == 0, show(code, out, err)
-    run_id = run_id_from(out)
-    client = client_for(project)
-    run = client.get_run(run_id)
+def made(example_run):
+    "One pipeline run of the breast-cancer example (conftest's `example_run`); its output (with the link it prints) and its ids."
+    project, out, run_id = example_run["project"], example_run["out"], example_run["run_id"]
+    run = client_for(project).get_run(run_id)
     link = re.search(r"then open (http://127\.0\.0\.1:5000/\S+)\)", out)
     assert link, out
     return {"project": project, "run_id": run_id, "run_name": run.info.run_name, "experiment_id": run.info.experiment_id,

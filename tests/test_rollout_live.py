@@ -223,6 +223,7 @@ def test_a_slow_shadow_does_not_slow_the_primary(reset):
           f"{len(shadow)} of 300 shadow copies scored before the stop")
 
 
+@pytest.mark.slow
 def test_a_crashing_shadow_does_not_fail_the_primary(reset):
     live = reset
     policy = set_policy(live["client"], live["name"], "shadow", version=2, reason="crashing shadow")
@@ -239,6 +240,7 @@ def test_a_crashing_shadow_does_not_fail_the_primary(reset):
     print(f"crashing shadow: primary p95 {np.percentile(latencies, 95):.1f} ms; 300 shadow errors logged")
 
 
+@pytest.mark.slow
 def test_an_unloadable_shadow_leaves_the_champion_serving(reset):
     live = reset
     policy = set_policy(live["client"], live["name"], "shadow", version=4, reason="a version that cannot be loaded")
@@ -291,6 +293,7 @@ def test_a_crashing_canary_is_taken_out(reset):
     print(f"crashing canary taken out after {len(versions)} requests: {entry.why}")
 
 
+@pytest.mark.slow
 def test_a_canary_that_cannot_be_loaded_is_taken_out(reset):
     "It gets no traffic from the start; the policy goes to 0% and the audit trail says why, as for an unhealthy one."
     live = reset

@@ -6,7 +6,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import fast, run_cli, run_dir_of, run_id_from, show, tracking_uri
+from conftest import run_cli, run_dir_of, show, tracking_uri
 from fastcore.test import test_eq as _eq
 from mlflow.tracking import MlflowClient
 from serving import running_server
@@ -15,13 +15,9 @@ from mlops_nb.data import load_skops
 
 
 @pytest.fixture(scope="module")
-def pipeline_project(tmp_path_factory):
-    "A bundled example run once by the real command: v1 is @champion."
-    root = tmp_path_factory.mktemp("e2e")
-    project = root / "bc"
-    code, out, err = run_cli("run", "--example", "breast-cancer", "--project", project, *fast, cwd=root)
-    assert code == 0, show(code, out, err)
-    return project, run_id_from(out)
+def pipeline_project(example_run):
+    "The bundled example run once by the real command (conftest's `example_run`): v1 is @champion."
+    return example_run["project"], example_run["run_id"]
 
 
 @pytest.mark.slow

@@ -432,6 +432,7 @@ def test_evaluate_writes_slice_metrics_plot_and_gate_checks(sliced):
     _eq(artifact_json(sliced["project"], evaluate_run.info.run_id, "slices.json")["groups"], table["groups"])
 
 
+@pytest.mark.slow
 def test_the_champion_carries_its_training_groups_and_validate_compares_with_them(sliced):
     project, (first, second, _) = sliced["project"], sliced["runs"]
     client = client_for(project)
@@ -456,6 +457,7 @@ def test_the_champion_carries_its_training_groups_and_validate_compares_with_the
     _eq([s["status"] for s in read_json(second["dir"] / "run.json")["stages"]][:2], ["cached", "ok"])  # the champion changed
 
 
+@pytest.mark.slow
 def test_the_second_run_compares_each_slice_with_the_champion(sliced):
     second = sliced["runs"][1]
     table = read_json(second["dir"] / "evaluate" / "slices.json")["champion"]
@@ -467,6 +469,7 @@ def test_the_second_run_compares_each_slice_with_the_champion(sliced):
     _eq(gate_json["checks"][2]["name"], "roc_auc per slice vs champion v1")
 
 
+@pytest.mark.slow
 def test_a_slice_on_a_missing_column_fails_the_gate_with_the_reason(sliced):
     project, third = sliced["project"], sliced["runs"][2]
     gate_json = read_json(third["dir"] / "evaluate" / "gate.json")

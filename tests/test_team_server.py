@@ -109,6 +109,7 @@ def test_the_password_is_in_no_output_and_no_command_line(server):
     _eq(sum("--serve-artifacts" in line for line in cmdlines), 1)
 
 
+@pytest.mark.slow
 def test_one_line_errors_before_anything_starts(server, postgres_url, tmp_path):  # noqa: F811
     "A busy port, an unreachable database, a missing driver, a password on the command line, an open host: exit 2, one line."
     artifacts = ["--artifacts-destination", tmp_path / "artifacts"]
@@ -194,6 +195,7 @@ def test_two_registrations_racing_on_the_server_promote_exactly_one(server):
         _eq(client.search_registered_models(f"name = '{name}.alias-lock'"), [])  # the lock was released
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_dead_holder_is_removed_and_a_live_one_waited_for(server):
     from mlops_nb.config import UsageError
     from mlops_nb.registry import LOCK_TAG, registry_lock
