@@ -3,6 +3,7 @@
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 import sqlite3
 import time
@@ -60,6 +61,11 @@ def every_text(project: Path) -> dict:
             with contextlib.closing(sqlite3.connect(path)) as con: data += "\n".join(con.iterdump()).encode()
         found[str(path.relative_to(project))] = data
     return found
+
+
+def places(paths: list) -> list:
+    "The files, sorted, with run ids and run folders written RUN."
+    return sorted(re.sub(r"^(mlartifacts/\w+|runs/[^/]+)/", lambda m: m[1].split("/")[0] + "/RUN/", p) for p in paths)
 
 
 def holding(project: Path, value: str) -> list:
@@ -133,7 +139,12 @@ def test_forget_erases_the_subject_everywhere_and_marks_the_version(project, mon
               "sim", None, 1.0, "ok", None) for i, person in enumerate((SUBJECT, OTHER, SUBJECT))])
     log.close()
     before = len(read_log(project / cfg.serve.prediction_log))
-    _eq(len(holding(project, hashed)) >= 4, True)  # three snapshots and the log at least
+    # the snapshots, the quarantine (the subject's late row), the log, and the notebooks that show those rows
+    _eq(places(holding(project, hashed)), [
+        "mlartifacts/RUN/artifacts/notebook/02_validate.html", "mlartifacts/RUN/artifacts/notebook/02_validate.ipynb",
+        "mlartifacts/RUN/artifacts/notebook/03_prepare.ipynb", "mlartifacts/RUN/artifacts/quarantine.parquet", "predictions/predictions.db",
+        "runs/RUN/ingest/data.parquet", "runs/RUN/notebooks/02_validate.ipynb", "runs/RUN/notebooks/03_prepare.ipynb",
+        "runs/RUN/prepare/train.parquet", "runs/RUN/validate/data.parquet", "runs/RUN/validate/quarantine.parquet"])
     _eq(holding(project, SUBJECT["email"]), ["clientes.csv"])
 
     code, out, err = run_cli("forget", "--project", str(project), "--where", f"email == '{SUBJECT['email']}'")
@@ -144,7 +155,8 @@ def test_forget_erases_the_subject_everywhere_and_marks_the_version(project, mon
     _eq((len(quarantined), sum("mlartifacts/" in line for line in quarantined)), (2, 1))  # the run's file and its MLflow copy
     for value in (hashed, *SUBJECT.values()):
         _eq(holding(project, value), [])
-    _eq(len(holding(project, other)) >= 4, True)  # the others are still there
+    _eq(places(holding(project, other)), ["predictions/predictions.db", "runs/RUN/ingest/data.parquet", "runs/RUN/prepare/train.parquet",
+                                          "runs/RUN/validate/data.parquet"])  # the others are still there
     _eq(OTHER["email"] in (project / "clientes.csv").read_text(), True)
     _eq(len(pd.read_csv(project / "clientes.csv")), 299)  # 301 rows, the subject's two removed
     _eq(len(read_log(project / cfg.serve.prediction_log)), before - 3)  # two by the e-mail, one served row by its features
