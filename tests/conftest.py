@@ -51,14 +51,19 @@ def run_cli(*args, cwd=None, timeout=TIMEOUT, env: dict | None = None, prelude: 
     return p.returncode, p.stdout, p.stderr
 
 
-def call_cli(*args, cwd=None) -> tuple[int, str, str]:
+def call_cli(*args, cwd=None, env: dict | None = None) -> tuple[int, str, str]:
     """`mlops-nb ARGS` through the console script's `main` in this process; return (exit code, stdout, stderr).
 
     The same code as `run_cli` without starting an interpreter (about 1.5 s each): for commands that stop before any
-    stage runs (usage errors, `init`, `export`). Pipeline runs, servers and injected faults use `run_cli`."""
+    stage runs (usage errors, `init`, `export`), with `env` added to the environment meanwhile. Pipeline runs, servers,
+    injected faults and checks that a secret reaches no output (a library's log handler may hold the real stderr) use
+    `run_cli`."""
+    from unittest import mock
+
     from mlops_nb.cli import main
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.chdir(cwd or os.getcwd()), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with (contextlib.chdir(cwd or os.getcwd()), mock.patch.dict(os.environ, env or {}), contextlib.redirect_stdout(out),
+          contextlib.redirect_stderr(err)):
         code = main([str(a) for a in args])
     return code, out.getvalue(), err.getvalue()
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import pandas as pd
 import pytest
-from conftest import run_cli, show
+from conftest import call_cli, run_cli, show
 from fastcore.test import test_eq as _eq
 from prometheus_client.parser import text_string_to_metric_families
 from serving import add_version, project_client, served_project
@@ -152,15 +152,15 @@ def test_monitor_usage_errors(tmp_path):
     for argv, message in ((["--rows", "5", "--since", "2020-01-01"], "error: give only one of --last, --since, --rows and --input (got --since and --rows)"),
                           (["--input", str(bad)], "error: could not read broken.parquet"),
                           (["--last", "1 hour"], "error: --last: bad duration '1 hour'")):
-        code, out, err = run_cli("monitor", *argv, "--project", project)
+        code, out, err = call_cli("monitor", *argv, "--project", project)
         _eq((code, out, err.count("\n")), (2, "", 1))
         assert err.startswith(message), err
 
 
 def test_maintain_command_is_wired(tmp_path):
     project = served_project(tmp_path)
-    code, out, err = run_cli("maintain", "--every", "soon", "--project", project)
+    code, out, err = call_cli("maintain", "--every", "soon", "--project", project)
     _eq((code, out), (2, ""))
     _eq(err.splitlines()[-1], "error: bad duration 'soon': write a positive number and a unit, e.g. 90s, 15m, 6h, 30d or 2w")
-    code, out, err = run_cli("maintain", "--help")
+    code, out, err = call_cli("maintain", "--help")
     _eq((code, "--every [DURATION]" in out), (0, True))

@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, show
+from conftest import call_cli, show
 from fastcore.test import test_eq as _eq
 from serving import add_version, project_client, served_project
 
@@ -49,7 +49,7 @@ def project(tmp_path):
 @pytest.mark.slow
 def test_retain_deletes_only_what_is_older_than_the_setting(project):
     artifacts = sorted(p.relative_to(project) for p in (project / "mlartifacts").rglob("*"))
-    code, out, err = run_cli("retain", "--project", str(project), "--set", "governance.retention=30d")
+    code, out, err = call_cli("retain", "--project", str(project), "--set", "governance.retention=30d")
     assert code == 0, show(code, out, err)
     _eq("deleted 3 run folders and 2 prediction-log entries" in out, True)
     _eq(sorted(p.name for p in (project / "runs").iterdir()), [".cache", "20261101-000000-cccccccc"])
@@ -71,10 +71,10 @@ def test_retain_again_deletes_nothing_and_a_later_clock_deletes_more(project):
 
 @pytest.mark.slow
 def test_retain_without_a_setting_is_a_usage_error(project):
-    code, _out, err = run_cli("retain", "--project", str(project))
+    code, _out, err = call_cli("retain", "--project", str(project))
     _eq((code, err.strip()), (2, "error: governance.retention is not set, so nothing is old enough to delete: set it, e.g. 365d"))
     _eq(len(list((project / "runs").iterdir())), 5)
-    code, _out, err = run_cli("retain", "--project", str(project), "--set", "governance.retention=soon")
+    code, _out, err = call_cli("retain", "--project", str(project), "--set", "governance.retention=soon")
     _eq((code, "governance.retention" in err, "Traceback" in err), (2, True, False))
 
 

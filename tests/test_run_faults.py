@@ -12,6 +12,7 @@ import time
 
 import pytest
 from conftest import (
+    call_cli,
     cancer_project,
     cli_command,
     cli_env,
@@ -153,13 +154,13 @@ def _one_error_line(code, out, err) -> str:
 def test_init_against_unreachable_store_writes_nothing(tmp_path, breast_cancer_frame):
     breast_cancer_frame.to_csv(tmp_path / "cancer.csv", index=False)
     env = {**UNREACHABLE, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
-    line = _one_error_line(*run_cli("init", tmp_path / "new" / "project", "--data", tmp_path / "cancer.csv", "--target", "diagnosis", env=env))
+    line = _one_error_line(*call_cli("init", tmp_path / "new" / "project", "--data", tmp_path / "cancer.csv", "--target", "diagnosis", env=env))
     assert line.startswith("error: cannot create the project's experiment in the MLflow store at http://127.0.0.1:9: MlflowException: "), line
     _eq((tmp_path / "new").exists(), False)
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "notes.txt").write_text("mine")
-    _one_error_line(*run_cli("init", existing, "--data", tmp_path / "cancer.csv", "--target", "diagnosis", env=env))
+    _one_error_line(*call_cli("init", existing, "--data", tmp_path / "cancer.csv", "--target", "diagnosis", env=env))
     _eq([p.name for p in existing.iterdir()], ["notes.txt"])
 
 
@@ -168,7 +169,7 @@ def test_forced_init_against_unreachable_store_keeps_the_project(project):
     env = {**UNREACHABLE, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
     (project / "cancer-copy.csv").write_bytes((project.parent / "cancer.csv").read_bytes())
     before[(project / "cancer-copy.csv").relative_to(project)] = (project / "cancer-copy.csv").read_bytes()
-    _one_error_line(*run_cli("init", project, "--data", project / "cancer-copy.csv", "--target", "diagnosis", "--force", env=env))
+    _one_error_line(*call_cli("init", project, "--data", project / "cancer-copy.csv", "--target", "diagnosis", "--force", env=env))
     _eq({p.relative_to(project): p.read_bytes() for p in project.rglob("*") if p.is_file()}, before)
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import cli_command, cli_env
+from conftest import call_cli
 from fastcore.test import test_eq as _eq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -234,10 +233,10 @@ def test_valid_value_passes_the_checks(project, name, value):
 def test_invalid_setting_through_the_real_command(project):
     for value, fragment in (("prepare.test_size=0", "must be greater than 0 and less than 1, got 0"),
                             ("stages=[ingest, {name: enrich}]", "stage 'enrich' is not built in, so it needs its notebook")):
-        p = subprocess.run(cli_command("run", "--project", project, "--set", value), env=cli_env(), capture_output=True, text=True, timeout=300, check=False)
-        _eq(p.returncode, 2)
-        _eq(p.stderr.count("\n"), 1)
-        assert p.stderr.startswith("error: ") and fragment in p.stderr, p.stderr
+        code, _out, err = call_cli("run", "--project", project, "--set", value)
+        _eq(code, 2)
+        _eq(err.count("\n"), 1)
+        assert err.startswith("error: ") and fragment in err, err
     _eq((project / "runs").exists(), False)
 
 
@@ -429,10 +428,10 @@ def test_datetime_or_text_feature_is_refused_before_the_run(tmp_path):
     contract = Contract.from_yaml(path)
     _eq((contract.column("signed_up").kind, contract.column("signed_up").role), ("datetime", "ignore"))
     Contract(tuple(dataclasses.replace(c, role="feature") if c.name == "signed_up" else c for c in contract.columns), "label").to_yaml(path)
-    p = subprocess.run(cli_command("run", "--project", tmp_path / "p"), env=cli_env(), capture_output=True, text=True, timeout=300, check=False)
-    _eq(p.returncode, 2)
-    _eq(p.stderr.count("\n"), 1)
-    assert p.stderr.startswith("error: contract.yaml: column 'signed_up' has role feature but kind datetime"), p.stderr
+    code, _out, err = call_cli("run", "--project", tmp_path / "p")
+    _eq(code, 2)
+    _eq(err.count("\n"), 1)
+    assert err.startswith("error: contract.yaml: column 'signed_up' has role feature but kind datetime"), err
     _eq((tmp_path / "p" / "runs").exists(), False)
 
 
