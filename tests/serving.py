@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import mlflow
 import pandas as pd
+import sklearn
+import skops
 from conftest import cli_command, cli_env
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
@@ -28,6 +30,8 @@ from mlops_nb.pipeline import experiment_id, init_project
 from mlops_nb.prepare import build_preprocessor
 from mlops_nb.registry import champion_version, register_version
 from mlops_nb.train import model_pipeline
+
+PINS = [f"scikit-learn=={sklearn.__version__}", f"skops=={skops.__version__}"]  # the train stage logs the same
 
 
 def example_frame(name: str = "breast-cancer") -> pd.DataFrame:
@@ -78,7 +82,8 @@ def add_version(project: Path, estimator=None, *, gate_passed: bool = True, prom
         exp = experiment_id(client, cfg)
         with mlflow.start_run(experiment_id=exp, run_name="test-train") as run:
             info = mlflow.sklearn.log_model(model, name="model", serialization_format="skops", skops_trusted_types=trusted_types(model),
-                                            signature=infer_signature(X.head(5), model.predict(X.head(5))), input_example=X.head(2))
+                                            signature=infer_signature(X.head(5), model.predict(X.head(5))), input_example=X.head(2),
+                                            pip_requirements=PINS)  # as the train stage pins them: no inference subprocess
             mlflow.log_artifact(str(Path(project) / cfg.contract), "contract")
             log_profile(client, run.info.run_id, build_profile(frame, frame, model, contract, cfg.data.positive_class, cfg.monitor.bins,
                                                                cfg.monitor.max_categories, seed=cfg.seed, name=cfg.model_name))

@@ -53,7 +53,8 @@ def _log(project, model, *, skops=True, contract=True, trusted=None, nested_cont
                 warnings.simplefilter("ignore")
                 kwargs = {"serialization_format": "skops", "skops_trusted_types": trusted or trusted_types(model)} if skops \
                     else {"serialization_format": "cloudpickle"}
-                info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(frame[features].head(2)), **kwargs)
+                info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(frame[features].head(2)),
+                                                pip_requirements=["scikit-learn", "skops"], **kwargs)  # not inferred: no subprocess
                 if contract is True: mlflow.log_artifact(str(project / "contract.yaml"), "contract")
                 elif contract:
                     (project / "bad").mkdir(exist_ok=True)
