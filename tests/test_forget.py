@@ -3,11 +3,13 @@
 import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
 import sqlite3
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -86,14 +88,23 @@ def project(tmp_path_factory):
     return project
 
 
-def test_planted_personal_data_reaches_no_file(project, monkeypatch):
-    monkeypatch.delenv("MLOPS_NB_PII_KEY", raising=False)
+@pytest.fixture(scope="module")
+def answered(project):
+    "The project after its server answered /predict and /explain for the subject and one other customer (both logged)."
     rows = planted().iloc[[7, 8]].drop(columns="churn").to_dict("records")
-    with TestClient(create_app(project)) as client:
-        _eq(client.app.state.worker.wait_ready(60), True)
-        r = client.post("/predict", json=rows)
-        _eq((r.status_code, len(r.json()["predictions"])), (200, 2))
-        _eq(client.post("/explain", json=rows).status_code, 200)
+    with mock.patch.dict(os.environ):
+        os.environ.pop("MLOPS_NB_PII_KEY", None)  # the project's own key, as the run used
+        with TestClient(create_app(project)) as client:
+            ready = client.app.state.worker.wait_ready(60)
+            predicted = client.post("/predict", json=rows)
+            explained = client.post("/explain", json=rows)
+    return {"project": project, "ready": ready, "predict": (predicted.status_code, len(predicted.json().get("predictions", []))),
+            "explain": explained.status_code}
+
+
+def test_planted_personal_data_reaches_no_file(answered):
+    project = answered["project"]
+    _eq((answered["ready"], answered["predict"], answered["explain"]), (True, (200, 2), 200))
     _eq(len(read_log(project / "predictions" / "predictions.db")), 2)
     files = every_text(project)
     _eq(any(p.startswith("mlartifacts/") for p in files) and "mlflow.db" in files, True)
@@ -104,7 +115,8 @@ def test_planted_personal_data_reaches_no_file(project, monkeypatch):
 
 
 @pytest.mark.slow
-def test_explain_a_logged_request_and_a_row_of_the_data(project):
+def test_explain_a_logged_request_and_a_row_of_the_data(answered):
+    project = answered["project"]
     logged = read_log(project / "predictions" / "predictions.db")
     _eq(len(logged), 2)
     rid, predicted = logged.request_id.iloc[0], logged.prediction.tolist()
@@ -123,7 +135,8 @@ def test_explain_a_logged_request_and_a_row_of_the_data(project):
         _eq((code, err.strip()), (2, f"error: {why}"))
 
 
-def test_forget_erases_the_subject_everywhere_and_marks_the_version(project, monkeypatch):
+def test_forget_erases_the_subject_everywhere_and_marks_the_version(answered, monkeypatch):
+    project = answered["project"]
     monkeypatch.delenv("MLOPS_NB_PII_KEY", raising=False)
     cfg = load_config(project)
     hashed = protect_value(SUBJECT["email"], cfg)
