@@ -46,7 +46,8 @@ def _log(project, model, *, skops=True, contract=True, trusted=None, nested_cont
     frame = load_example("breast-cancer")
     features = [c for c in frame.columns if c != "diagnosis"]
     try:
-        experiment = mlflow.set_experiment("by-hand").experiment_id
+        found = client.get_experiment_by_name("by-hand")  # its artifacts inside the project, never in the working directory
+        experiment = found.experiment_id if found else client.create_experiment("by-hand", artifact_location=(project / "by-hand").as_uri())
         with mlflow.start_run(experiment_id=experiment):
             if nested_contract: mlflow.log_artifact(str(project / "contract.yaml"), "contract")
             with mlflow.start_run(experiment_id=experiment, nested=True), warnings.catch_warnings():
