@@ -92,6 +92,12 @@ def _directives(source:str)->dict:
     return res
 
 
+def skipped(source:str, flags:set[str])->bool:
+    "Is this code cell left unexecuted, as nbdev's test runner leaves it (an `nbdev_export()` call, a `tst_flags` flag, `eval: false`)?"
+    d = _directives(source)
+    return "nbdev_export(" in source or bool(flags & d.keys()) or d.get("eval", "").lower() == "false"
+
+
 def _with_show_docs(path:Path)->str:
     "The notebook with nbdev's `show_doc` cells added after exported definitions, so that the kernel renders them."
     from execnb.nbio import mk_cell, nb2str, read_nb
@@ -114,10 +120,7 @@ def execute(path:Path, dest:Path, flags:set[str], workdir:Path)->float:
     from nbclient import NotebookClient
     nb = nbformat.reads(_with_show_docs(path), as_version=4)
     for cell in nb.cells:
-        if cell.cell_type != "code": continue
-        d = _directives(cell.source)
-        if "nbdev_export(" in cell.source or flags & d.keys() or d.get("eval", "").lower() == "false":
-            cell.metadata.setdefault("tags", []).append("skip-execution")
+        if cell.cell_type == "code" and skipped(cell.source, flags): cell.metadata.setdefault("tags", []).append("skip-execution")
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.time()
     with open(workdir / "kernel.log", "w") as log:  # the kernel's own warnings, not the notebook's stderr

@@ -413,6 +413,8 @@ def slice_gap_check(slices:SliceMetrics, # From `mlops_nb.slices.slice_metrics` 
             f"{slices.confidence:.0%} interval {r[m + '_low']:.4f} to {r[m + '_high']:.4f})" for r in below]
     said += [f"{m} is undefined on {_group(r)} (n={r['n']}{_classes_in(r)}), so it cannot be judged" for r in undefined]
     said += list(slices.problems.values())
+    if not judged and not said:  # no evidence is not a pass
+        said.append(f"no group of any slice has the rows to be judged, so {m} per slice is unknown")
     passed = not said
     outcome = (f"{len(below)} group{'s' * (len(below) != 1)} below overall" if below else
                "cannot judge" if not passed else "no group below overall")
@@ -509,6 +511,7 @@ def compare_slices_with_champion(challenger, # The fitted challenger
     said += list((problems or {}).values())
     small = _too_small_note([r for r in table.to_dict(orient="records") if r["status"] == "too small"], min_rows, f"rows new to {label}")
     judged = int(table["status"].isin(["not worse", "worse"]).sum())
+    if not said and not judged: said.append(f"no group of any slice has enough rows new to {label}, so they cannot be compared")
     if not said:
         return result("not worse", f"{judged} group{'s' * (judged != 1)} compared on rows new to {label}: none more than "
                       f"{tolerance:g} worse than {label}.{small}", table)

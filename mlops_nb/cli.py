@@ -336,6 +336,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 def _project(s)->None: s.add_argument("--project", default=".", help="project folder (default: the current folder)")
 
+def _overrides(s, example:str|None=None, scope:str="")->None:
+    "The repeatable `--set KEY=VALUE` of a command that reads the project's settings."
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a setting{' ' + scope if scope else ''}{', e.g. ' + example if example else ''} (repeatable)")
+
 def _rollout_parsers(sub)->None:
     r = sub.add_parser("rollout", help="set how running servers split traffic between @champion and a challenger, or show it")
     modes = r.add_subparsers(dest="mode", required=True, metavar="MODE")
@@ -402,7 +407,7 @@ def parser()->argparse.ArgumentParser: # The `mlops-nb` argument parser
     s = sub.add_parser("run", help="run the pipeline of a project (or of a bundled example)")
     s.add_argument("--example", choices=sorted(EXAMPLES), help="run on a bundled dataset (creates ./mlops-nb-example-NAME)")
     s.add_argument("--project", help="project folder (default: the current folder, or ./mlops-nb-example-NAME with --example)")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting for this run, e.g. train.n_splits=3 (repeatable)")
+    _overrides(s, "train.n_splits=3", scope="for this run")
     s.add_argument("-q", "--quiet", action="store_true", help="show only one line per stage, not what the stages print")
     s.add_argument("--no-cache", action="store_true", help="run every stage, even those whose runbook, settings and inputs are unchanged")
     s.add_argument("--resume", nargs="?", const="", metavar="RUN_ID", help="continue a failed run from its failed stage (default: the newest failed run)")
@@ -447,7 +452,7 @@ def parser()->argparse.ArgumentParser: # The `mlops-nb` argument parser
     s.add_argument("--port", type=int, help="TCP port (default: serve.port, 8080)")
     s.add_argument("--workers", type=int, help="server processes (default: serve.workers, 1)")
     s.add_argument("--insecure-no-auth", action="store_true", help="serve a non-loopback host without a token (only behind a proxy that authenticates)")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. serve.max_rows=100 (repeatable)")
+    _overrides(s, "serve.max_rows=100")
     s.set_defaults(func=cmd_serve)
     s = sub.add_parser("server", help="run the team's MLflow tracking server on PostgreSQL, artifacts served through it; on 127.0.0.1 unless --host",
                        description="Run `mlflow server --serve-artifacts` on a SQL database until stopped. The database URL, password "
@@ -490,14 +495,14 @@ def parser()->argparse.ArgumentParser: # The `mlops-nb` argument parser
     s.add_argument("--no-report", action="store_true", help="compute in this process, without the report notebook (faster)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress lines on standard error")
     _project(s)
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. monitor.min_rows=50 (repeatable)")
+    _overrides(s, "monitor.min_rows=50")
     s.set_defaults(func=cmd_monitor)
     s = sub.add_parser("maintain", help="monitor, decide, retrain through the pipeline and promote only a winner: once, or --every 6h",
                        description="One round of the retraining loop (monitor, decide on drift, performance or the champion's age, retrain on the "
                                    "fresh data, gate, promote only a winner), recorded in MLflow; with --every, a round every DURATION until stopped.")
     s.add_argument("--every", nargs="?", const="", metavar="DURATION", help="keep running: a round every DURATION (default: maintain.every), e.g. 6h")
     _project(s)
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. maintain.max_age=7d (repeatable)")
+    _overrides(s, "maintain.max_age=7d")
     s.set_defaults(func=cmd_maintain)
     _export_parsers(sub)
     s = sub.add_parser("sweep", help="many pipeline runs on a Dask cluster: a grid of settings, a backtest over cutoffs, one run per data file",
@@ -512,17 +517,17 @@ def parser()->argparse.ArgumentParser: # The `mlops-nb` argument parser
     s.add_argument("--workers", type=int, help="worker processes of the local cluster (default: sweep.workers)")
     s.add_argument("--register", action="store_true", help="let every run register its model (default: the register stage is left out)")
     _project(s)
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting for every run, e.g. train.n_splits=3 (repeatable)")
+    _overrides(s, "train.n_splits=3", scope="for every run")
     s.set_defaults(func=cmd_sweep)
     s = sub.add_parser("forget", help="erase a data subject (LGPD art. 18, GDPR art. 17): their rows from every snapshot, quarantine file, "
                        "the prediction log and the data file; model versions trained on them are marked retrain required")
     s.add_argument("--where", required=True, metavar="\"COLUMN == VALUE\"", help="who, e.g. \"email == 'ann@example.org'\" (a pii column is compared through its keyed hash)")
     _project(s)
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. governance.pii_key_env=TEAM_KEY (repeatable)")
+    _overrides(s, "governance.pii_key_env=TEAM_KEY")
     s.set_defaults(func=cmd_forget)
     s = sub.add_parser("retain", help="delete run folders and prediction-log entries older than governance.retention (models and cards are kept)")
     _project(s)
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting, e.g. governance.retention=90d (repeatable)")
+    _overrides(s, "governance.retention=90d")
     s.set_defaults(func=cmd_retain)
     s = sub.add_parser("explain", help="the main reasons of one decision (LGPD art. 20, GDPR art. 22): feature contributions that add up to the model's output")
     s.add_argument("--row", type=int, default=0, help="the row to explain, from 0: of the data file, or of the request (default 0)")
@@ -532,7 +537,7 @@ def parser()->argparse.ArgumentParser: # The `mlops-nb` argument parser
     s.add_argument("--top", type=int, help="how many reasons (default: governance.explain_top)")
     s.add_argument("--json", action="store_true", help="print the explanation as JSON")
     _project(s)
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (repeatable)")
+    _overrides(s)
     s.set_defaults(func=cmd_explain)
     return p
 

@@ -29,13 +29,14 @@ from .config import Config, UsageError, data_path, parse_duration, runs_dir, tra
 from .contract import Contract
 from .data import fingerprint, load_skops, read_table, write_parquet
 from .explain import explain
-from .privacy import KEY_FILE, protect, protect_value, protected_columns
+from .privacy import KEY_FILE, MASK, pii_features, protect, protect_value, protected_columns
 from .registry import AliasChange, record_change, utc_now
 
 # %% auto #0
-__all__ = ['ERASED', 'TEXT_SUFFIXES', 'BUSY_SECONDS', 'RETRAIN_TAG', 'ERASURES_DIR', 'MIN_ERASED_TEXT', 'parse_where', 'matches',
-           'stored_value', 'Affected', 'affected_versions', 'mark_retrain', 'Erasure', 'forget', 'Retention', 'retain',
-           'load_version', 'explain_decision', 'forget_command', 'retain_command', 'explain_command']
+__all__ = ['ERASED', 'TEXT_SUFFIXES', 'COMPRESSION_OF', 'BUSY_SECONDS', 'RETRAIN_TAG', 'ERASURES_DIR', 'MIN_ERASED_TEXT',
+           'parse_where', 'matches', 'stored_value', 'Affected', 'affected_versions', 'mark_retrain', 'Erasure',
+           'forget', 'Retention', 'retain', 'load_version', 'explain_decision', 'forget_command', 'retain_command',
+           'explain_command']
 
 # %% ../nbs/09f_governance.ipynb #1be963ec
 _WHERE = re.compile(r"^\s*(?:`(?P<quoted>[^`]+)`|(?P<bare>[^\s=`'\"][^=`'\"]*?))\s*==\s*(?P<value>.+?)\s*$", re.DOTALL)
@@ -99,6 +100,8 @@ def _rewrite_parquet(path:Path, column:str, value)->tuple:
     write_parquet(df[~hit], path)
     return int(hit.sum()), df[hit]
 
+COMPRESSION_OF = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}  # pandas' names, by suffix
+
 def _rewrite_csv(path:Path, column:str, value, dialect:dict)->int:
     "Drop the subject's rows from a CSV file, every other value written back as read (text)."
     encoding, sep, quote = dialect.get("encoding") or "utf-8", dialect.get("delimiter") or ",", dialect.get("quotechar") or '"'
@@ -110,7 +113,7 @@ def _rewrite_csv(path:Path, column:str, value, dialect:dict)->int:
     os.close(fd)
     try:
         df[~hit].to_csv(tmp, index=False, sep=sep, quotechar=quote, encoding=encoding,
-                        compression="infer" if path.suffix not in (".gz", ".bz2", ".xz", ".zst", ".zip") else path.suffix.lstrip("."))
+                        compression=COMPRESSION_OF.get(path.suffix.lower()))  # the temporary file's name says nothing
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
@@ -407,7 +410,12 @@ def explain_decision(cfg:Config, # The project's settings
     from mlflow.tracking import MlflowClient
     from mlops_nb.telemetry import read_log
     client = MlflowClient(tracking_uri(cfg))
+    contract = Contract.from_yaml(cfg.project_dir / cfg.contract)
+    personal = pii_features(contract)
     if request_id is not None:
+        if personal:  # the log keeps them protected: the model would be asked about other values than it decided on
+            raise UsageError(f"the prediction log keeps {', '.join(personal)} protected (pii features), so a logged decision cannot be "
+                             "explained from it: explain the row from its data with --data FILE --row N")
         logged = read_log(cfg.project_dir / cfg.serve.prediction_log)
         logged = logged[(logged.request_id == request_id) & (logged.row == row) & (logged.role == "primary") & (logged.status == "ok")]
         if logged.empty: raise UsageError(f"no answered row {row} of request {request_id} in the prediction log")
@@ -421,7 +429,6 @@ def explain_decision(cfg:Config, # The project's settings
             from mlops_nb.sources import read_source
             found = read_source(cfg)
             table, where = found.frame, found.description
-        contract = Contract.from_yaml(cfg.project_dir / cfg.contract)
         if not 0 <= row < len(table): raise UsageError(f"row {row} is not in {where}, which has {len(table)} rows (counted from 0)")
         X = protect(table.iloc[[row]], contract, cfg)
         version, model = load_version(client, cfg.model_name, version)
@@ -430,7 +437,7 @@ def explain_decision(cfg:Config, # The project's settings
     missing = [c for c in columns if c not in X.columns]
     if missing: raise UsageError(f"the row lacks the model's columns {', '.join(missing[:5])}")
     X = X[columns].reset_index(drop=True)
-    return version, explain(model, X), {c: values.get(c) for c in columns}
+    return version, explain(model, X), {c: MASK if c in personal else values.get(c) for c in columns}  # personal values never shown
 
 # %% ../nbs/09f_governance.ipynb #ca0de1f0
 def forget_command(project:Path|str, # The project folder

@@ -101,8 +101,9 @@ def read_source(cfg:Config, # Project config: `data.source` and its settings
         try: frame = frame[_comparable(frame[column], high).to_numpy()].reset_index(drop=True)
         except (TypeError, ValueError) as e:
             raise UsageError(f"data.watermark '{column}': its values cannot be compared with the last high mark {high!r} ({type(e).__name__})") from None
-    newest = frame[column].dropna().max() if len(frame) else None
-    if newest is None or (isinstance(newest, float) and pd.isna(newest)): newest = high
+    try: newest = frame[column].dropna().max() if len(frame) else None
+    except TypeError: raise UsageError(f"data.watermark '{column}': its values are of mixed kinds and have no order") from None
+    if newest is None or pd.isna(newest): newest = high  # no value to move it (an empty or all-missing column): it stays
     new_state = {"column": column, "high": _plain(newest) if newest is not None else None, "rows": len(frame)}
     return SourceRead(frame, got.description, new_state)
 
@@ -219,6 +220,9 @@ def read_http_source(cfg:Config, # Project config: data.url, data.records, data.
             except ValueError: raise UsageError(f"http source {redact_uri(url)}: the answer is not JSON") from None
             rows += _records(body, cfg, redact_uri(url))
             url, pages = _next_page(body, response, cfg, redact_uri(url)), pages + 1
+            if token and url and (httpx.URL(url).scheme, httpx.URL(url).netloc) != (httpx.URL(cfg.data.url).scheme, httpx.URL(cfg.data.url).netloc):
+                raise UsageError(f"http source {shown}: the next page {redact_uri(url)} is not on data.url's host; the token "
+                                 f"(${cfg.data.secret_env}) is only sent there, so the read stops")
     frame = pd.json_normalize(rows) if rows else pd.DataFrame()
     return SourceRead(frame, f"{shown} ({pages} page{'s' if pages != 1 else ''})")
 

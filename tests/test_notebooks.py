@@ -25,7 +25,7 @@ NOTEBOOKS = [p for p in ALL if p.parent == NBS and p.name[0].isdigit()]
 
 
 def _build_module():
-    "docs/build.py as a module (its cell directives and skip flags are the ones the tests hold the executed copies to)."
+    "docs/build.py as a module (its skip rule and flags are the ones the tests hold the executed copies to)."
     spec = importlib.util.spec_from_file_location("docs_build", ROOT / "docs" / "build.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -66,9 +66,7 @@ def test_notebook_runs(notebook, built):
         if cell.cell_type != "code": continue
         errors = [f"{o.ename}: {o.evalue}" for o in cell.get("outputs", []) if o.output_type == "error"]
         assert not errors, f"{rel}, cell {i}: {errors}"
-        directives = build._directives(cell.source)
-        skip = "nbdev_export(" in cell.source or flags & directives.keys() or directives.get("eval", "").lower() == "false"
-        if skip or not cell.source.strip():
+        if build.skipped(cell.source, flags) or not cell.source.strip():
             assert cell.execution_count is None, f"{rel}, cell {i} ran but should have been skipped"
         else:
             assert cell.execution_count is not None, f"{rel}, cell {i} did not run:\n{cell.source[:300]}"

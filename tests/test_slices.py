@@ -273,6 +273,10 @@ def test_the_gate_fails_a_group_far_below_overall_and_lists_the_small_ones():
                                           ["roc_auc"], min_rows=200, samples=100), 0.05)
     _eq((small.passed, small.outcome), (True, "no group below overall"))
     assert small.detail.endswith("Too small to judge (fewer than 200 test rows, evaluate.slice_min_rows): region=island (150)."), small.detail
+    unjudged = slice_gap_check(slice_metrics(labels, test["y"], model.predict_proba(test[["x1", "x2"]]), model.classes_, "yes",
+                                             ["roc_auc"], min_rows=5000, samples=100), 0.05)  # no group is big enough: no evidence
+    _eq((unjudged.passed, unjudged.outcome), (False, "cannot judge"))
+    assert unjudged.detail.startswith("no group of any slice has the rows to be judged, so roc_auc per slice is unknown."), unjudged.detail
     verdict = gate({"roc_auc": 0.9}, {"roc_auc": 0.8}, None, (check,))
     _eq((verdict.passed, verdict.summary), (False, "failed: roc_auc per slice >= overall - 0.05: 1 group below overall"))
     fig = plot_slices(result, 0.05)
@@ -350,8 +354,10 @@ def test_a_slice_that_cannot_be_compared_fails_closed(duel):
                                            comparison, test, labels, "y", "roc_auc", "yes", 100, 0.5)
     _eq((unknown.outcome, unknown.passed), ("cannot compare", False))
     small = compare_slices_with_champion(challenger, champion, comparison, test, labels, "y", "roc_auc", "yes", 5000, 0.05)
-    _eq((small.outcome, small.passed, small.table["status"].unique().tolist()), ("not worse", True, ["too small"]))
-    assert "Too small to judge (fewer than 5000 rows new to champion v5" in small.detail, small.detail
+    # every group too small: nothing was compared, and no evidence is not a pass
+    _eq((small.outcome, small.passed, small.table["status"].unique().tolist()), ("cannot judge", False, ["too small"]))
+    assert small.detail.startswith("no group of any slice has enough rows new to champion v5, so they cannot be compared (tolerance 0.05). "
+                                   "Too small to judge (fewer than 5000 rows new to champion v5"), small.detail
     first = compare_slices_with_champion(challenger, Champion(None), comparison, test, labels, "y", "roc_auc", "yes")
     _eq((first.outcome, first.passed, math.isnan(first.check().value)), ("no champion yet", True, True))
 
