@@ -100,7 +100,12 @@ def _rewrite_parquet(path:Path, column:str, value)->tuple:
     write_parquet(df[~hit], path)
     return int(hit.sum()), df[hit]
 
-COMPRESSION_OF = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zip": "zip"}  # pandas' names, by suffix
+COMPRESSION_OF = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip"}  # pandas' names, by suffix
+
+def _compression(path:Path):
+    "What `DataFrame.to_csv` needs to write `path` compressed as its suffix says (the temporary file's name says nothing)."
+    method = COMPRESSION_OF.get(path.suffix.lower())
+    return {"method": "zip", "archive_name": path.stem} if method == "zip" else method
 
 def _rewrite_csv(path:Path, column:str, value, dialect:dict)->int:
     "Drop the subject's rows from a CSV file, every other value written back as read (text)."
@@ -113,7 +118,7 @@ def _rewrite_csv(path:Path, column:str, value, dialect:dict)->int:
     os.close(fd)
     try:
         df[~hit].to_csv(tmp, index=False, sep=sep, quotechar=quote, encoding=encoding,
-                        compression=COMPRESSION_OF.get(path.suffix.lower()))  # the temporary file's name says nothing
+                        compression=_compression(path))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.unlink(tmp)
@@ -306,7 +311,7 @@ def forget(cfg:Config, # The project's settings
                 touched.add(path.parent)
     found = _source_rows(cfg, source, column, value, contract) if cfg.data.source == "file" and source.exists() else None
     if found is not None: subject.append(found)  # the rows as the data holds them now: they find versions whose snapshots are gone
-    if cfg.data.source == "file" and source.is_relative_to(root) and source.exists() and source.suffix in (".csv", ".gz", ".txt", ".tsv"):
+    if cfg.data.source == "file" and source.is_relative_to(root) and source.exists() and source.suffix.lower() in (".csv", ".txt", ".tsv", *COMPRESSION_OF):
         from mlops_nb.data import csv_dialect
         n = _rewrite_csv(source, column, value, csv_dialect(source, cfg.data.csv))
         if n: erasure.tables[_rel(source, root)] = {"rows_removed": n, "sha256": file_digest(source), "fingerprint": None}
@@ -342,6 +347,9 @@ def forget(cfg:Config, # The project's settings
             if (parent / MANIFEST_FILE).exists(): write_manifest(parent); break
             if parent == root: break
     erasure.remaining = [_rel(p, root) for p in _project_files(root) if needles and any(n in p.read_bytes() for n in needles)]
+    if found is not None and len(found) and source.is_relative_to(root) and _rel(source, root) not in erasure.tables:
+        erasure.remaining.append(_rel(source, root))  # a format forget does not rewrite (an Excel workbook...): not erased, so not done
+        erasure.notes.append(f"the data file {_rel(source, root)} still holds the subject's rows ({source.suffix} is not rewritten): erase them there")
     record = {**asdict(erasure), "versions": [asdict(a) for a in erasure.versions]}
     path = root / ERASURES_DIR / f"{erasure.id}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -531,6 +531,9 @@ async def _explain(request:Request, worker:Worker, token:bytes|None)->Response:
                                                  "rejected": rejected}, {"X-Request-ID": rid})
         else: status, response = 422, _refuse(422, "no row was accepted: see 'rejected' for the reason per row and field", rid, rejected=rejected)
     except PayloadError as e: status, response = e.status, _refuse(e.status, str(e), rid)
+    except Exception as e:  # noqa: BLE001 - the champion failed: a 503 that says so, never a 500 or a trace
+        print(f"mlops-nb serve: explain request {rid} failed: {_one_line(e)}", file=sys.stderr, flush=True)
+        status, response = 503, _refuse(503, "the model could not explain this request; it has been logged", rid)
     worker.metrics.observe_request("/explain", status, version, time.perf_counter() - started)
     return response
 

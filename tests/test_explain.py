@@ -181,3 +181,34 @@ def test_a_decision_that_cannot_be_explained_is_refused_with_the_reason(app_proj
         _eq((r.status_code, r.json()["error"]), (501, ("the decisions of v1 cannot be explained: the contributions do not add up to the "
                                                       "model's output (off by 0.5 on row 0): no reasons are given")))
         _eq(client.post("/predict", json=row).status_code, 200)  # predictions go on
+
+    def crash(model, X): raise RuntimeError(f"out of memory near {PLANTED}")
+    monkeypatch.setattr(mlops_nb.serve, "explain", crash)
+    with TestClient(create_app(app_project), raise_server_exceptions=False) as client:
+        _eq(client.app.state.worker.wait_ready(60), True)
+        r = client.post("/explain", json=row)
+        _eq((r.status_code, r.json()["error"], PLANTED in r.text), (503, "the model could not explain this request; it has been logged", False))
+
+
+def test_a_pii_feature_is_never_shown_and_a_logged_decision_using_one_is_refused(app_project):
+    "A feature tagged pii keeps its values for the model; an explanation masks it, and the log (which protects it) cannot be used."
+    import dataclasses
+
+    from mlops_nb.config import UsageError, load_config
+    from mlops_nb.contract import Contract
+    from mlops_nb.governance import explain_decision
+    from mlops_nb.privacy import MASK
+    path = app_project / "contract.yaml"
+    original = path.read_text()
+    contract = Contract.from_yaml(path)
+    try:
+        Contract(tuple(dataclasses.replace(c, pii=True) if c.name == "mean radius" else c for c in contract.columns), contract.target).to_yaml(path)
+        cfg = load_config(app_project)
+        version, explanation, values = explain_decision(cfg, row=0)
+        raw = pd.read_csv(app_project.parent / "breast-cancer.csv").iloc[0]
+        _eq((version, values["mean radius"], values["mean texture"]), (1, MASK, raw["mean texture"]))
+        _eq(len(explanation.reasons(0, 30)), 30)  # the model still saw the real value: every feature has its contribution
+        with pytest.raises(UsageError, match=r"the prediction log keeps mean radius protected \(pii features\)"):
+            explain_decision(cfg, request_id="any")
+    finally:
+        path.write_text(original)

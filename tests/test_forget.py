@@ -291,6 +291,31 @@ def test_without_snapshots_the_data_file_still_names_the_subjects_rows(tmp_path,
     _eq((seen, nobody.notes), ([], ["the subject's rows were found in no snapshot and not in the data, so no model version could be matched by its row hashes"]))
 
 
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.bz2", ".csv.xz", ".csv.zip"])
+def test_a_compressed_data_file_in_the_project_is_rewritten_compressed(tmp_path, monkeypatch, suffix):
+    from mlops_nb import governance
+    monkeypatch.setenv("MLOPS_NB_PII_KEY", "a key for the small project")
+    project = small_project(tmp_path)
+    planted(40).to_csv(project / f"clientes{suffix}", index=False)
+    (project / "mlops.yaml").write_text((project / "mlops.yaml").read_text().replace("path: absent.csv", f"path: clientes{suffix}"))
+    monkeypatch.setattr(governance, "affected_versions", lambda client, name, rows: [])
+    done = forget(load_config(project), f"cpf == '{SUBJECT['cpf']}'")
+    kept = pd.read_csv(project / f"clientes{suffix}", dtype=str)  # still compressed as its name says
+    _eq((len(kept), SUBJECT["cpf"] in kept.cpf.tolist(), done.remaining), (39, False, []))
+
+
+def test_a_data_file_forget_cannot_rewrite_is_not_reported_erased(tmp_path, monkeypatch):
+    from mlops_nb import governance
+    monkeypatch.setenv("MLOPS_NB_PII_KEY", "a key for the small project")
+    project = small_project(tmp_path)
+    planted(40).to_excel(project / "clientes.xlsx", index=False)
+    (project / "mlops.yaml").write_text((project / "mlops.yaml").read_text().replace("path: absent.csv", "path: clientes.xlsx"))
+    monkeypatch.setattr(governance, "affected_versions", lambda client, name, rows: [])
+    done = forget(load_config(project), f"cpf == '{SUBJECT['cpf']}'")
+    _eq((done.remaining, done.notes), (["clientes.xlsx"], ["the data file clientes.xlsx still holds the subject's rows (.xlsx is not rewritten): erase them there"]))
+    _eq(len(pd.read_excel(project / "clientes.xlsx")), 40)
+
+
 def test_a_pii_feature_is_found_as_the_tables_keep_it(tmp_path, monkeypatch):
     "A pii column that is also a feature keeps its values in the snapshots, and is hashed only in the prediction log."
     from mlops_nb.config import config_from_dict

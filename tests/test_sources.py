@@ -296,6 +296,8 @@ class _Api(BaseHTTPRequestHandler):
         more = page * 2 < len(self.orders)
         headers = {}
         if path == "/v1": body = {"result": {"items": rows}, "paging": {"next": f"/v1?page={page + 1}" if more else None}}
+        elif path == "/away":  # its next page is on another host name (the same server, named localhost)
+            body = {"items": rows, "next": f"http://localhost:{self.server.server_address[1]}/v1?page=2"}
         elif path == "/link":
             body = rows
             if more: headers["Link"] = f'<http://{self.headers["Host"]}/link?page={page + 1}>; rel="next"'
@@ -330,6 +332,16 @@ def test_http_pages_by_body_key_with_a_bearer_token(api, tmp_path, monkeypatch):
     _eq(got.frame["customer.uf"].tolist(), ["PE", "RN", "PE", "PE", "AL"])
     _eq(got.description, f"{api}/v1 (3 pages)")
     _eq(_Api.seen, ["Bearer tok-3f9a-secret"] * 3)
+
+
+def test_the_token_is_never_sent_to_another_host(api, tmp_path, monkeypatch):
+    monkeypatch.setenv("ORDERS_TOKEN", "tok-3f9a-secret")
+    _Api.seen.clear()
+    cfg = config_from_dict({"data": {"source": "http", "url": f"{api}/away", "secret_env": "ORDERS_TOKEN"}}, tmp_path)
+    port = api.rsplit(":", 1)[1]
+    _fail(lambda: read_source(cfg), contains=f"http source {api}/away: the next page http://localhost:{port}/v1?page=2 is not on data.url's "
+          "host; the token ($ORDERS_TOKEN) is only sent there, so the read stops")
+    _eq(_Api.seen, ["Bearer tok-3f9a-secret"])  # the first page only
 
 
 def test_http_pages_by_link_header_and_watermark(api, tmp_path):
@@ -446,3 +458,13 @@ def test_init_from_a_paged_json_api_through_the_command(tmp_path, monkeypatch, c
     _eq(seen, ["Bearer tok-7c1e-not-for-files"] * 6)
     _eq([str(p) for p in (tmp_path / "p").rglob("*") if p.is_file() and b"tok-7c1e" in p.read_bytes()], [])
     _eq("tok-7c1e" in out + err, False)
+
+
+def test_a_watermark_column_with_no_values_sets_no_high_mark(tmp_path):
+    "An all-missing time column says nothing about what is new: no high mark is kept, so the next load still reads its rows."
+    pd.DataFrame({"x": [1, 2], "y": ["a", "b"], "at": pd.to_datetime([None, None])}).to_parquet(tmp_path / "d.parquet")
+    cfg = config_from_dict({"data": {"path": "d.parquet", "target": "y", "watermark": "at"}}, tmp_path)
+    first = load_source(cfg)
+    _eq((len(first.frame), first.read.state), (2, {"column": "at", "high": None, "rows": 2}))
+    pd.DataFrame({"x": [1, 2, 3], "y": ["a", "b", "a"], "at": pd.to_datetime(["2024-01-01", None, "2024-01-03"])}).to_parquet(tmp_path / "d.parquet")
+    _eq(len(load_source(cfg).read.frame), 3)
