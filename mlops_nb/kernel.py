@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import html
 import os
 import queue
@@ -128,6 +129,12 @@ def _kernel_manager(kernel_name:str="python3"):
         def stop_clients(self)->None:
             for kc in self.__dict__.pop("_session_clients", []):
                 with contextlib.suppress(Exception): kc.stop_channels()
+        def open_lasting_client(self):
+            "A client for every notebook the kernel runs, kept open until the kernel stops (`stop_clients` leaves it alone)."
+            from jupyter_client.session import Session  # its own session id: clients sharing one take over each other's replies
+            self.lasting_client = super().client(session=Session(key=self.session.key, signature_scheme=self.session.signature_scheme))
+            self.lasting_client.start_channels()
+            return self.lasting_client
     return _SessionKernel(kernel_name=kernel_name)
 
 def _sync(coroutine_function, *args, **kwargs):
@@ -160,11 +167,15 @@ INHERITED_RUN_VARIABLES = ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "ML
 
 def start_kernel(cwd:Path, # Working directory of the kernel
                  imports:tuple=WARM_IMPORTS, # Modules to load before the first stage (one that fails to import is skipped)
+                 log:Path|None=None, # File the kernel's standard error is appended to (default: this process's standard error)
+                 km=None, # A manager from `_kernel_manager()`, for a caller that may kill the kernel while it starts (default: a new one)
+                 environ:dict|None=None, # The kernel's environment variables (default: this process's, now)
                 ): # A started kernel manager, its namespace empty and its fresh state remembered
     "Start a Python kernel in `cwd`, import `imports`, remember its fresh state."
-    km = _kernel_manager()
-    env = {k: v for k, v in os.environ.items() if k not in INHERITED_RUN_VARIABLES}  # a stage starts its own run by id
-    _sync(km.start_kernel, cwd=str(cwd), env=env)
+    km = km or _kernel_manager()
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in INHERITED_RUN_VARIABLES}  # a stage starts its own run by id
+    with open(log, "ab") if log is not None else contextlib.nullcontext() as err:
+        _sync(km.start_kernel, cwd=str(cwd), env=env, **({"stderr": err} if err is not None else {}))
     km.process = km.provisioner.process  # kept: the provisioner forgets them once the kernel is shut down
     km.process_group = km.provisioner.pgid
     code = ("def _warm():\n    import importlib\n"
@@ -172,10 +183,8 @@ def start_kernel(cwd:Path, # Working directory of the kernel
             "        try: importlib.import_module(name)\n        except ImportError: pass\n"
             "    kernel = importlib.import_module('mlops_nb.kernel')\n"
             "    kernel.remember_fresh_state(); kernel.reset_kernel_state(None)\n_warm()")
-    async def answers():
-        kc = km.client()
-        kc.start_channels()
-        await kc.wait_for_ready(timeout=START_TIMEOUT)
+    async def answers():  # once per kernel: the notebooks' client waits here for the kernel, not once per notebook
+        await km.open_lasting_client().wait_for_ready(timeout=START_TIMEOUT)
     try:
         try: _sync(answers)
         finally: km.stop_clients()
@@ -187,15 +196,19 @@ def start_kernel(cwd:Path, # Working directory of the kernel
 
 def _kill(km)->None:
     "Kill a kernel and every process it started, at once (safe from any thread)."
-    if km is None or not hasattr(km, "process"): return
+    process = getattr(km, "process", None) or getattr(getattr(km, "provisioner", None), "process", None)  # one still starting has only the latter
+    if process is None: return
+    group = getattr(km, "process_group", None) or getattr(getattr(km, "provisioner", None), "pgid", None)
     with contextlib.suppress(OSError):
-        if km.process_group and km.process_group != os.getpgrp(): os.killpg(km.process_group, signal.SIGKILL)
-        else: os.kill(km.process.pid, signal.SIGKILL)
+        if group and group != os.getpgrp(): os.killpg(group, signal.SIGKILL)
+        else: os.kill(process.pid, signal.SIGKILL)
 
 def stop_kernel(km)->None:
     "Shut a kernel down now; one that already died needs nothing more."
     if km is None: return
     km.stop_clients()
+    with contextlib.suppress(Exception):
+        if getattr(km, "lasting_client", None) is not None: km.lasting_client.stop_channels()
     with contextlib.suppress(RuntimeError, TimeoutError, OSError): _sync(km.shutdown_kernel, now=True)
     _kill(km)  # its children too, when the kernel left some
 
@@ -225,12 +238,36 @@ class _Worker:
             try: future.set_result(fn(*args))
             except BaseException as e: future.set_exception(e)  # noqa: BLE001 - handed to the caller
 
+@functools.cache
+def _engine()->str:
+    "Register (once) papermill's nbclient engine with one change, and return its name: a notebook runs on the kernel's lasting client."
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger
+
+    class _Client(PapermillNotebookClient):
+        def execute(self, **kwargs):
+            self.kc = getattr(self.km, "lasting_client", None)  # ready since the kernel started: nbclient opens none (a 0.2 s wait each)
+            if self.kc is not None: self.kc.allow_stdin = False
+            return super().execute(**kwargs)
+
+    class _Engine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
+                                     start_timeout=60, execution_timeout=None, **kwargs):  # papermill's own, with `_Client`
+            kwargs = {k: v for k, v in kwargs.items() if k not in ("input_path", "timeout", "startup_timeout")}
+            return _Client(nb_man, timeout=execution_timeout, startup_timeout=start_timeout, kernel_name=kernel_name, log=logger,
+                           log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file, **kwargs).execute()
+
+    papermill_engines.register("mlops_nb", _Engine)
+    return "mlops_nb"
+
 def _papermill(km, notebook:Path, executed:Path, parameters:dict, stdout)->None:
     import papermill
     extra = {"stdout_file": stdout} if stdout is not None else {}
     try:
         papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name="python3", language="python",
-                                   progress_bar=False, log_output=False, km=km, **extra)
+                                   progress_bar=False, log_output=False, km=km, engine_name=_engine(), **extra)
     finally:
         km.stop_clients()  # papermill leaves the client of a kernel it does not own open
 
@@ -254,9 +291,11 @@ class KernelSession:
     "One Python kernel for a whole run: imports stay loaded, every stage starts from a clean namespace and state."
     def __init__(self, cwd:Path, # Working directory of the kernel (and of every stage)
                  imports:tuple=WARM_IMPORTS, # Modules the kernel loads once, before the first stage
+                 log:Path|None=None, # File the kernels' standard error is appended to (default: this process's standard error)
                 ):
-        self.cwd, self.imports, self.closed = Path(cwd), tuple(imports), False
-        self._worker, self._km = _Worker(), None
+        self.cwd, self.imports, self.log, self.closed = Path(cwd), tuple(imports), log, False
+        self.environ = dict(os.environ)  # as the caller has it now: the kernel starts in another thread, maybe after the caller changed it
+        self._worker, self._km, self._starting = _Worker(), None, None
         self._ready = self._worker.submit(self._start, None)  # starts while the caller sets the run up
 
     def __enter__(self): return self
@@ -265,7 +304,8 @@ class KernelSession:
     def _start(self, old):
         "In the worker: stop `old` (if any) and start a new warm kernel."
         stop_kernel(old)
-        self._km = start_kernel(self.cwd, self.imports)
+        self._starting = _kernel_manager()  # `close` can kill it before it is ready
+        self._km = start_kernel(self.cwd, self.imports, self.log, self._starting, self.environ)
         return self._km
 
     def _reset(self, km, status:str):
@@ -358,9 +398,10 @@ class KernelSession:
         return StageFailed(stage, f"stage '{stage}' failed outside its notebook: {_one_line(error)}", executed, "error")
 
     def close(self)->None:
-        "Stop the kernel (waiting for one still starting) and the worker thread."
+        "Stop the kernel (one still starting is killed at once) and the worker thread."
         if self.closed: return
         self.closed = True
+        if self._starting is not None and self._starting is not self._km: _kill(self._starting)  # nobody will use it: no waiting for its imports
         done = self._worker.submit(lambda: stop_kernel(self._km))
         try: done.result(timeout=START_TIMEOUT + WARM_TIMEOUT)
         except BaseException:

@@ -29,7 +29,6 @@ from .project import (PIPELINE_TAG, RUNBOOKS, check_inputs, environment, experim
                               outdated_runbooks, project_commit, project_dirty, runbook_for, runbook_hash)
 from .project import (MANIFEST, check_settings, example_project, init_project, list_runs,  # noqa: F401 - imported from here
                               open_store, read_manifest, upgrade_runbooks)
-from .registry import current_user
 from .stage import DATA_FILE, SUMMARY_FILE, StageParams, legacy_parameters
 
 # %% auto #0
@@ -187,9 +186,9 @@ def _usable(run:_Run, cfg:Config, entry:dict, key:str)->str|None: # Why a cache 
 
 class _Kernel:
     "The run's `KernelSession`: started at once when a stage will surely run, else on first use (a fully cached run needs none)."
-    def __init__(self, cwd:Path, start:bool): self.cwd, self.session = cwd, KernelSession(cwd) if start else None
+    def __init__(self, cwd:Path, start:bool, log:Path): self.cwd, self.log, self.session = cwd, log, KernelSession(cwd, log=log) if start else None
     def run(self, *args, **kwargs)->None:
-        if self.session is None: self.session = KernelSession(self.cwd)
+        if self.session is None: self.session = KernelSession(self.cwd, log=self.log)
         self.session.run(*args, **kwargs)
     def close(self)->None:
         if self.session is not None: self.session.close()
@@ -352,7 +351,6 @@ def run_pipeline(cfg:Config, # Project config (from `load_config`)
                  run_key:str|None=None, # The key of the run that `stage` belongs to (made by the first call with it)
                 )->RunResult: # The run's stages, summary and status
     "Execute the stages of the project's pipeline as papermill runs recorded in MLflow, reusing what has not changed."
-    from mlflow.tracking import MlflowClient
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     specs = cfg.stage_specs
     names = [s.name for s in specs]
@@ -361,20 +359,33 @@ def run_pipeline(cfg:Config, # Project config (from `load_config`)
     if run_key is not None and (stage is None or resume is not None): raise UsageError("--run-key goes with --stage NAME, and not with --resume")
     if run_key is not None and not re.fullmatch(r"[\w.:+@-]{1,200}", run_key): raise UsageError(f"bad --run-key {run_key!r}: use letters, digits and . _ : + @ -")
     notebooks = [runbook_for(cfg, s) for s in specs]  # every notebook must exist before anything runs
-    passed = check_inputs(cfg)
-    outdated = outdated_runbooks(cfg.project_dir, [f"{s.name}.ipynb" for s in specs if s.notebook is None])
     secret = tracking_uri(cfg)
     uri = redact_uri(secret)
+    made = not runs_dir(cfg).exists()
     runs_dir(cfg).mkdir(parents=True, exist_ok=True)
     log = runs_dir(cfg) / f".kernels-{os.getpid()}.log"
+    use_cache = cfg.pipeline.cache if cache is None else cache
+    first = stage or names[0]
+    with environment(tracking_credentials(secret)):  # the kernel starts first: its imports overlap the checks and the store set-up
+        session = _Kernel(cfg.project_dir, resume is None and not (use_cache and any((runs_dir(cfg) / CACHE_DIR / first).glob("*.json"))), log)
+    try:
+        passed = check_inputs(cfg)
+        outdated = outdated_runbooks(cfg.project_dir, [f"{s.name}.ipynb" for s in specs if s.notebook is None])
+    except BaseException:  # e.g. a setting no stage could run with: nothing ran, nothing is left behind
+        session.close()
+        log.unlink(missing_ok=True)
+        if made:
+            with contextlib.suppress(OSError): runs_dir(cfg).rmdir()
+        raise
     from concurrent.futures import ThreadPoolExecutor
+
+    from mlflow.tracking import MlflowClient
+
+    from mlops_nb.registry import current_user
     recorder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record-stage", initializer=_low_priority)
     run, interrupted = None, False
     with environment(tracking_credentials(secret)), _stderr_to(log) as user:
         say = warn or (lambda text: print(f"warning: {text}", file=user, flush=True))
-        use_cache = cfg.pipeline.cache if cache is None else cache
-        first = stage or names[0]
-        session = _Kernel(cfg.project_dir, resume is None and not (use_cache and any((runs_dir(cfg) / CACHE_DIR / first).glob("*.json"))))
         try:
             client = MlflowClient(connection_uri(uri))
             try:

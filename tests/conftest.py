@@ -40,13 +40,13 @@ def cli_env(extra: dict | None = None) -> dict:
 
 
 def cli_command(*args, prelude: str = "") -> list[str]:
-    "The command line of `mlops-nb ARGS`; `prelude` is Python run first in the same process (e.g. to inject a fault)."
-    code = f"{prelude}\nimport sys; from mlops_nb.cli import main; sys.exit(main())"
+    "The command line of `mlops-nb ARGS`, as the console script runs it; `prelude` is Python run first in the same process (e.g. to inject a fault)."
+    code = f"{prelude}\nfrom mlops_nb.cli import console; console()"
     return [sys.executable, "-c", code, *map(str, args)]
 
 
 def run_cli(*args, cwd=None, timeout=TIMEOUT, env: dict | None = None, prelude: str = "") -> tuple[int, str, str]:
-    "Run `mlops-nb ARGS` (the console script's `main`) in a subprocess; return (exit code, stdout, stderr)."
+    "Run `mlops-nb ARGS` (the console script's `console`) in a subprocess; return (exit code, stdout, stderr)."
     p = subprocess.run(cli_command(*args, prelude=prelude), cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=timeout, check=False)
     return p.returncode, p.stdout, p.stderr
 

@@ -21,6 +21,7 @@ from conftest import (
     stage_notebook,
     stage_runs,
 )
+from fastcore.test import test_eq as _eq
 
 ENRICH = '''\
 import pandas as pd
@@ -237,3 +238,17 @@ def test_missing_data_or_broken_contract_stops_before_running(tmp_path, small_cs
     line = _usage_error(*call_cli("run", "--project", project))
     assert "contract.yaml" in line and "label" in line, line
     assert not (project / "runs").exists(), "nothing ran"
+
+
+def test_the_command_exits_with_mains_status_after_the_exit_functions_and_all_its_output(tmp_path):
+    "`console` skips the interpreter's teardown, not what an ordinary exit does first: threads joined, atexit functions run, output flushed."
+    prelude = ("import atexit, threading, time, pathlib\n"
+               "def late(): time.sleep(0.5); pathlib.Path('thread.txt').write_text('joined')\n"
+               "threading.Thread(target=late).start()\n"
+               "atexit.register(lambda: pathlib.Path('atexit.txt').write_text('ran'))\n"
+               "print('x' * 200_000, end='')")  # more than a pipe's buffer, still in the stdout buffer at exit
+    code, out, err = run_cli("run", "--example", "nope", cwd=tmp_path, prelude=prelude)
+    _eq((code, len(out), "invalid choice: 'nope'" in err), (2, 200_000, True))
+    _eq(((tmp_path / "thread.txt").read_text(), (tmp_path / "atexit.txt").read_text()), ("joined", "ran"))
+    code, out, err = run_cli("--version", cwd=tmp_path)
+    _eq((code, out.strip().split()[0], err), (0, "mlops-nb", ""))

@@ -235,3 +235,51 @@ def test_a_stage_never_inherits_the_callers_mlflow_run(tmp_path, monkeypatch):
             {"MLFLOW_EXPERIMENT_ID": None, "MLFLOW_EXPERIMENT_NAME": None, "MLFLOW_RUN_ID": None, "KEPT_BY_THE_STAGE": "yes"})
     finally:
         session.close()
+
+
+def test_close_kills_a_kernel_still_starting(tmp_path):
+    "A run that stops before its first stage (e.g. a bad setting) does not wait for the kernel's imports: the kernel is killed at once."
+    (tmp_path / "slow_to_import.py").write_text("import os, time\nopen('kernel.pid', 'w').write(str(os.getpid()))\ntime.sleep(120)\n")
+    session = KernelSession(tmp_path, imports=("slow_to_import",))
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "kernel.pid").exists() and time.monotonic() < deadline: time.sleep(0.05)
+    pid = int((tmp_path / "kernel.pid").read_text())
+    start = time.monotonic()
+    session.close()
+    _eq(time.monotonic() - start < 10, True)
+    time.sleep(0.2)
+    _eq(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2], False)
+
+
+def test_the_kernel_has_the_environment_of_its_session_creation(tmp_path):
+    "The kernel starts in another thread, maybe after the caller restored its environment: it gets the one the session was made in."
+    from mlops_nb.project import environment
+    with environment({"SET_FOR_THIS_RUN": "token-from-the-run"}):
+        session = KernelSession(tmp_path, imports=("json",))
+    try:
+        _eq("SET_FOR_THIS_RUN" in os.environ, False)
+        nb = notebook(tmp_path / "env.ipynb", "import os, json\nprint(json.dumps({'value': os.environ.get('SET_FOR_THIS_RUN')}))")
+        _eq(printed(session, nb, tmp_path / "env_out.ipynb"), {"value": "token-from-the-run"})
+    finally:
+        session.close()
+
+
+def test_the_kernels_standard_error_goes_to_the_log(tmp_path):
+    "Start-up chatter and anything a stage writes to file descriptor 2 land in the session's log, not on the user's terminal."
+    log = tmp_path / "kernels.log"
+    with KernelSession(tmp_path, imports=("json",), log=log) as session:
+        session.run(notebook(tmp_path / "err.ipynb", "import os\nos.write(2, b'written to descriptor 2\\n')"), tmp_path / "err_out.ipynb",
+                    {"stage": "x"}, 60)
+    _eq("written to descriptor 2\n" in log.read_text(), True)
+
+
+def test_many_notebooks_on_one_kernel_keep_their_outputs(tmp_path):
+    "Notebooks share the kernel's one lasting client, with resets between them: each gets exactly its own outputs, in order."
+    with KernelSession(tmp_path, imports=("json",)) as session:
+        for i in range(5):
+            out = Lines()
+            session.run(notebook(tmp_path / f"n{i}.ipynb", f"print('first {i}')", f"print('second {i}')"), tmp_path / f"n{i}_out.ipynb",
+                        {"stage": f"s{i}"}, 60, out)
+            _eq(out.text, f"first {i}\nsecond {i}\n")
+            cells = nbformat.read(tmp_path / f"n{i}_out.ipynb", as_version=4).cells
+            _eq([c.outputs[0]["text"] for c in cells if c.cell_type == "code" and c.outputs], [f"first {i}\n", f"second {i}\n"])

@@ -113,3 +113,13 @@ def test_records_run_at_low_priority_and_the_rest_is_made_at_once_when_needed():
     base = os.getpriority(os.PRIO_PROCESS, 0)
     _eq(made, [(0, "recorder_0", 19), (1, "MainThread", base), (2, "MainThread", base)])
     _eq(_exporter() is _exporter(), True)  # one HTML exporter per process
+
+
+def test_the_command_line_loads_neither_mlflow_nor_scikit_learn_before_a_command_needs_them():
+    "`mlops-nb --help` stays quick and `run` starts its kernel before the heavy imports: the CLI and pipeline modules import neither."
+    import subprocess
+    import sys
+    code = ("import sys, mlops_nb.cli, mlops_nb.pipeline\n"
+            "print(sorted(m for m in ('mlflow', 'sklearn', 'matplotlib', 'papermill', 'jupyter_client') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    _eq(out.strip(), "[]")
