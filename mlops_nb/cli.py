@@ -23,7 +23,7 @@ from .pipeline import RunResult, example_project, init_project, list_runs, open_
 # %% auto #0
 __all__ = ['KEY_METRICS', 'ROLLOUT_MODES', 'Progress', 'ui_link', 'summary_lines', 'cmd_init', 'cmd_run', 'cmd_runs',
            'cmd_models', 'cmd_promote', 'cmd_rollback', 'cmd_audit', 'cmd_lineage', 'cmd_upgrade', 'cmd_export',
-           'cmd_examples', 'cmd_serve', 'cmd_server', 'cmd_rollout', 'status_lines', 'cmd_rollout_status',
+           'cmd_gate', 'cmd_examples', 'cmd_serve', 'cmd_server', 'cmd_rollout', 'status_lines', 'cmd_rollout_status',
            'report_lines', 'cmd_ab_report', 'cmd_predict', 'cmd_monitor', 'cmd_maintain', 'cmd_sweep', 'cmd_forget',
            'cmd_retain', 'cmd_explain', 'OneLineParser', 'parser', 'main', 'console']
 
@@ -195,6 +195,12 @@ def cmd_upgrade(args)->int:
 def cmd_export(args)->int:
     from mlops_nb.export import export_cli
     return export_cli(args)
+
+def cmd_gate(args)->int:
+    from mlops_nb.export import gate_outcome
+    passed, line = gate_outcome(args.project, args.run)
+    print(line, file=sys.stdout if passed else sys.stderr)
+    return 0 if passed else 1
 
 def cmd_examples(args)->int:
     for ex in EXAMPLES.values(): print(f"{ex.name:<14} target '{ex.target}': {ex.description}")
@@ -418,6 +424,10 @@ def parser()->argparse.ArgumentParser: # The `mlops-nb` argument parser
     s.add_argument("--project", default=".", help="project folder (default: the current folder)")
     s.add_argument("-n", "--limit", type=int, default=20, help="how many runs (default 20)")
     s.set_defaults(func=cmd_runs)
+    s = sub.add_parser("gate", help="exit 0 only when a pipeline run (default: the newest) finished and its gate passed, else 1: for CI")
+    _project(s)
+    s.add_argument("--run", metavar="RUN_ID", help="the pipeline run (its id or first 8 characters; default: the newest run)")
+    s.set_defaults(func=cmd_gate)
     s = sub.add_parser("models", help="list registered model versions with aliases and gate verdicts")
     s.add_argument("--project", default=".", help="project folder (default: the current folder)")
     s.set_defaults(func=cmd_models)

@@ -258,7 +258,7 @@ jobs:
           mlops-nb run --project . --set data.path={shlex.quote(sample)} --set "tracking_uri=sqlite:///$(pwd -P)/mlflow.db" {settings}
       - name: The gate must pass
         run: |
-          python -m mlops_nb.export gate --project .
+          mlops-nb gate --project .
       - name: The project's tests
         run: |
           if [ -d tests ]; then python -m pytest -q tests; else echo "no tests/ folder: no tests to run"; fi

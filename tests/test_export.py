@@ -453,6 +453,9 @@ def test_gate_check_fails_closed_without_a_run(tmp_path, cancer_csv):
     p = subprocess.run([sys.executable, "-m", "mlops_nb.export", "gate", "--project", project], env=cli_env(), capture_output=True, text=True,
                        timeout=60, check=False)
     _eq((p.returncode, p.stdout, p.stderr), (1, "", f"no pipeline run in {project / 'runs'}: run the pipeline first\n"))
+    _eq(call_cli("gate", "--project", project), (1, "", f"no pipeline run in {project / 'runs'}: run the pipeline first\n"))
+    code, out, err = call_cli("gate", "--project", tmp_path / "nowhere")
+    _eq((code, out, err.startswith("error: ")), (2, "", True))
 
 
 def record_run(project: Path, folder: str, **run) -> None:
