@@ -10,6 +10,7 @@ import functools
 import html
 import os
 import queue
+import shutil
 import signal
 import sys
 import threading
@@ -135,7 +136,12 @@ def _kernel_manager(kernel_name:str="python3"):
             self.lasting_client = super().client(session=Session(key=self.session.key, signature_scheme=self.session.signature_scheme))
             self.lasting_client.start_channels()
             return self.lasting_client
-    return _SessionKernel(kernel_name=kernel_name)
+    if os.name != "posix": return _SessionKernel(kernel_name=kernel_name)
+    import tempfile  # Unix sockets in a folder only this user may enter: no other local user reads the kernel's outputs
+    folder = tempfile.mkdtemp(prefix="mlops-nb-kernel-")  # (a TCP port on 127.0.0.1 would publish them to every local account)
+    km = _SessionKernel(kernel_name=kernel_name, transport="ipc", ip=os.path.join(folder, "kernel"))
+    km.socket_folder = folder
+    return km
 
 def _sync(coroutine_function, *args, **kwargs):
     from jupyter_core.utils import run_sync
@@ -174,8 +180,12 @@ def start_kernel(cwd:Path, # Working directory of the kernel
     "Start a Python kernel in `cwd`, import `imports`, remember its fresh state."
     km = km or _kernel_manager()
     env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in INHERITED_RUN_VARIABLES}  # a stage starts its own run by id
-    with open(log, "ab") if log is not None else contextlib.nullcontext() as err:
-        _sync(km.start_kernel, cwd=str(cwd), env=env, **({"stderr": err} if err is not None else {}))
+    try:
+        with open(log, "ab") if log is not None else contextlib.nullcontext() as err:
+            _sync(km.start_kernel, cwd=str(cwd), env=env, **({"stderr": err} if err is not None else {}))
+    except BaseException:  # e.g. a kernel spec whose program does not exist
+        if getattr(km, "socket_folder", None): shutil.rmtree(km.socket_folder, ignore_errors=True)
+        raise
     km.process = km.provisioner.process  # kept: the provisioner forgets them once the kernel is shut down
     km.process_group = km.provisioner.pgid
     code = ("def _warm():\n    import importlib\n"
@@ -211,6 +221,7 @@ def stop_kernel(km)->None:
         if getattr(km, "lasting_client", None) is not None: km.lasting_client.stop_channels()
     with contextlib.suppress(RuntimeError, TimeoutError, OSError): _sync(km.shutdown_kernel, now=True)
     _kill(km)  # its children too, when the kernel left some
+    if getattr(km, "socket_folder", None): shutil.rmtree(km.socket_folder, ignore_errors=True)  # the sockets of a killed kernel too
 
 def exit_code(km)->int|None: # None while the kernel process runs
     "The kernel process's exit code (negative: killed by that signal)."

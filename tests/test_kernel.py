@@ -283,3 +283,25 @@ def test_many_notebooks_on_one_kernel_keep_their_outputs(tmp_path):
             _eq(out.text, f"first {i}\nsecond {i}\n")
             cells = nbformat.read(tmp_path / f"n{i}_out.ipynb", as_version=4).cells
             _eq([c.outputs[0]["text"] for c in cells if c.cell_type == "code" and c.outputs], [f"first {i}\n", f"second {i}\n"])
+
+
+def _sockets(session: KernelSession, tmp_path: Path, name: str) -> dict:
+    code = ("import json\nfrom ipykernel.kernelapp import IPKernelApp\napp = IPKernelApp.instance()\n"
+            "print(json.dumps({'transport': app.transport, 'ip': app.ip}))")
+    return printed(session, notebook(tmp_path / f"{name}.ipynb", code), tmp_path / f"{name}_out.ipynb")
+
+
+def test_the_kernel_listens_on_unix_sockets_in_a_private_folder_removed_with_it(tmp_path):
+    "No TCP port that every local account could read the outputs from: Unix sockets in a folder only this user may enter, gone with the kernel."
+    session = KernelSession(tmp_path, imports=("json",))
+    try:
+        first = _sockets(session, tmp_path, "first")
+        folder = Path(first["ip"]).parent
+        _eq((first["transport"], folder.stat().st_mode & 0o777, folder.name.startswith("mlops-nb-kernel-")), ("ipc", 0o700, True))
+        with pytest.raises(StageFailed):
+            session.run(notebook(tmp_path / "die.ipynb", "import os\nos._exit(1)"), tmp_path / "die_out.ipynb", {"stage": "x"}, 30)
+        second = _sockets(session, tmp_path, "second")  # a new kernel: the dead one's folder is gone
+        _eq((Path(second["ip"]).parent != folder, folder.exists()), (True, False))
+    finally:
+        session.close()
+    _eq(Path(second["ip"]).parent.exists(), False)
