@@ -215,7 +215,8 @@ def test_dockerfile_runs_the_serve_command_the_tests_run():
     _eq([v for k, v in steps if k == "EXPOSE"], [str(args.port)])
     # the tests' servers run the same entry point with the same command
     test_cmd = cli_command("serve", "--project", "/p", "--port", "1")
-    _eq(("from mlops_nb.cli import main" in test_cmd[2], parser().parse_args(test_cmd[3:]).func), (True, cli.cmd_serve))
+    _eq(("from mlops_nb.cli import console" in test_cmd[2], parser().parse_args(test_cmd[3:]).func), (True, cli.cmd_serve))
+    _eq("console_scripts = mlops-nb=mlops_nb.cli:console\n" in (ROOT / "settings.ini").read_text(), True)  # what `mlops-nb` in the image runs
     ini = ConfigParser(delimiters=["="])
     ini.read(ROOT / "settings.ini")
     _eq(ini["DEFAULT"]["console_scripts"], "mlops-nb=mlops_nb.cli:main")
