@@ -176,6 +176,7 @@ def start_kernel(cwd:Path, # Working directory of the kernel
                  log:Path|None=None, # File the kernel's standard error is appended to (default: this process's standard error)
                  km=None, # A manager from `_kernel_manager()`, for a caller that may kill the kernel while it starts (default: a new one)
                  environ:dict|None=None, # The kernel's environment variables (default: this process's, now)
+                 cancel:threading.Event|None=None, # Once set, the kernel is stopped as soon as it has started, without its imports
                 ): # A started kernel manager, its namespace empty and its fresh state remembered
     "Start a Python kernel in `cwd`, import `imports`, remember its fresh state."
     km = km or _kernel_manager()
@@ -196,6 +197,7 @@ def start_kernel(cwd:Path, # Working directory of the kernel
     async def answers():  # once per kernel: the notebooks' client waits here for the kernel, not once per notebook
         await km.open_lasting_client().wait_for_ready(timeout=START_TIMEOUT)
     try:
+        if cancel is not None and cancel.is_set(): raise RuntimeError("the kernel's start was cancelled")
         try: _sync(answers)
         finally: km.stop_clients()
         _run_code(km, code, WARM_TIMEOUT)
@@ -306,7 +308,7 @@ class KernelSession:
                 ):
         self.cwd, self.imports, self.log, self.closed = Path(cwd), tuple(imports), log, False
         self.environ = dict(os.environ)  # as the caller has it now: the kernel starts in another thread, maybe after the caller changed it
-        self._worker, self._km, self._starting = _Worker(), None, None
+        self._worker, self._km, self._starting, self._closing = _Worker(), None, None, threading.Event()
         self._ready = self._worker.submit(self._start, None)  # starts while the caller sets the run up
 
     def __enter__(self): return self
@@ -315,8 +317,9 @@ class KernelSession:
     def _start(self, old):
         "In the worker: stop `old` (if any) and start a new warm kernel."
         stop_kernel(old)
+        if self._closing.is_set(): raise RuntimeError("this KernelSession is closed")  # closed before its kernel began: start none
         self._starting = _kernel_manager()  # `close` can kill it before it is ready
-        self._km = start_kernel(self.cwd, self.imports, self.log, self._starting, self.environ)
+        self._km = start_kernel(self.cwd, self.imports, self.log, self._starting, self.environ, self._closing)
         return self._km
 
     def _reset(self, km, status:str):
@@ -412,6 +415,7 @@ class KernelSession:
         "Stop the kernel (one still starting is killed at once) and the worker thread."
         if self.closed: return
         self.closed = True
+        self._closing.set()  # first: a kernel not yet spawned sees it and stops; one spawned is killed below
         if self._starting is not None and self._starting is not self._km: _kill(self._starting)  # nobody will use it: no waiting for its imports
         done = self._worker.submit(lambda: stop_kernel(self._km))
         try: done.result(timeout=START_TIMEOUT + WARM_TIMEOUT)

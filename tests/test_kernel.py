@@ -249,6 +249,11 @@ def test_close_kills_a_kernel_still_starting(tmp_path):
     _eq(time.monotonic() - start < 10, True)
     time.sleep(0.2)
     _eq(Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2], False)
+    (tmp_path / "kernel.pid").unlink()
+    for _ in range(3):  # closed at once, maybe before the kernel process exists: it is never warmed (or it is killed)
+        start = time.monotonic()
+        KernelSession(tmp_path, imports=("slow_to_import",)).close()
+        _eq(time.monotonic() - start < 10, True)
 
 
 def test_the_kernel_has_the_environment_of_its_session_creation(tmp_path):
