@@ -19,14 +19,15 @@ import pandas as pd
 from .config import UsageError
 
 # %% auto #0
-__all__ = ['FORMATS', 'COMPRESSIONS', 'EXAMPLES', 'TRUSTED_TYPES', 'table_format', 'sniff_csv', 'csv_dialect', 'day_first_dates',
-           'read_table', 'Example', 'load_example', 'fingerprint', 'row_hashes', 'write_parquet', 'schema',
-           'deciding_rows', 'pandas_dataset', 'log_dataset', 'UntrustedTypes', 'trusted_types', 'stored_types',
-           'save_skops', 'load_skops']
+__all__ = ['FORMATS', 'COMPRESSION_OF', 'COMPRESSIONS', 'EXAMPLES', 'TRUSTED_TYPES', 'table_format', 'sniff_csv', 'csv_dialect',
+           'day_first_dates', 'read_table', 'Example', 'load_example', 'fingerprint', 'row_hashes', 'write_parquet',
+           'schema', 'deciding_rows', 'pandas_dataset', 'log_dataset', 'UntrustedTypes', 'trusted_types',
+           'stored_types', 'save_skops', 'load_skops']
 
 # %% ../nbs/01_data.ipynb #093ff53f
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet", ".xlsx": "excel", ".xlsm": "excel"}
-COMPRESSIONS = (".gz", ".bz2", ".zip", ".xz", ".zst")
+COMPRESSION_OF = {".gz": "gzip", ".bz2": "bz2", ".zip": "zip", ".xz": "xz", ".zst": "zstd"}  # pandas' compression names, by suffix
+COMPRESSIONS = tuple(COMPRESSION_OF)
 
 def table_format(path:Path|str, # A data file
                  format:str="auto", # "auto" (from the suffix), "csv", "excel" or "parquet"

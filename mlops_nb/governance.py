@@ -27,16 +27,15 @@ from .cache import MANIFEST_FILE, file_digest, write_atomic, write_manifest
 from .champion import LINEAGE_DIR, Lineage, LineageError
 from .config import Config, UsageError, data_path, parse_duration, runs_dir, tracking_uri
 from .contract import Contract
-from .data import fingerprint, load_skops, read_table, write_parquet
+from .data import COMPRESSION_OF, fingerprint, load_skops, read_table, table_format, write_parquet
 from .explain import explain
 from .privacy import KEY_FILE, MASK, pii_features, protect, protect_value, protected_columns
 from .registry import AliasChange, record_change, utc_now
 
 # %% auto #0
-__all__ = ['ERASED', 'TEXT_SUFFIXES', 'COMPRESSION_OF', 'BUSY_SECONDS', 'RETRAIN_TAG', 'ERASURES_DIR', 'MIN_ERASED_TEXT',
-           'parse_where', 'matches', 'stored_value', 'Affected', 'affected_versions', 'mark_retrain', 'Erasure',
-           'forget', 'Retention', 'retain', 'load_version', 'explain_decision', 'forget_command', 'retain_command',
-           'explain_command']
+__all__ = ['ERASED', 'TEXT_SUFFIXES', 'BUSY_SECONDS', 'RETRAIN_TAG', 'ERASURES_DIR', 'MIN_ERASED_TEXT', 'parse_where', 'matches',
+           'stored_value', 'Affected', 'affected_versions', 'mark_retrain', 'Erasure', 'forget', 'Retention', 'retain',
+           'load_version', 'explain_decision', 'forget_command', 'retain_command', 'explain_command']
 
 # %% ../nbs/09f_governance.ipynb #1be963ec
 _WHERE = re.compile(r"^\s*(?:`(?P<quoted>[^`]+)`|(?P<bare>[^\s=`'\"][^=`'\"]*?))\s*==\s*(?P<value>.+?)\s*$", re.DOTALL)
@@ -99,8 +98,6 @@ def _rewrite_parquet(path:Path, column:str, value)->tuple:
     if not hit.any(): return 0, None
     write_parquet(df[~hit], path)
     return int(hit.sum()), df[hit]
-
-COMPRESSION_OF = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip"}  # pandas' names, by suffix
 
 def _compression(path:Path):
     "What `DataFrame.to_csv` needs to write `path` compressed as its suffix says (the temporary file's name says nothing)."
@@ -311,7 +308,7 @@ def forget(cfg:Config, # The project's settings
                 touched.add(path.parent)
     found = _source_rows(cfg, source, column, value, contract) if cfg.data.source == "file" and source.exists() else None
     if found is not None: subject.append(found)  # the rows as the data holds them now: they find versions whose snapshots are gone
-    if cfg.data.source == "file" and source.is_relative_to(root) and source.exists() and source.suffix.lower() in (".csv", ".txt", ".tsv", *COMPRESSION_OF):
+    if cfg.data.source == "file" and source.is_relative_to(root) and source.exists() and table_format(source, cfg.data.format) == "csv":
         from mlops_nb.data import csv_dialect
         n = _rewrite_csv(source, column, value, csv_dialect(source, cfg.data.csv))
         if n: erasure.tables[_rel(source, root)] = {"rows_removed": n, "sha256": file_digest(source), "fingerprint": None}
