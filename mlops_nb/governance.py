@@ -308,13 +308,14 @@ def forget(cfg:Config, # The project's settings
                 touched.add(path.parent)
     found = _source_rows(cfg, source, column, value, contract) if cfg.data.source == "file" and source.exists() else None
     if found is not None: subject.append(found)  # the rows as the data holds them now: they find versions whose snapshots are gone
-    if cfg.data.source == "file" and source.is_relative_to(root) and source.exists() and table_format(source, cfg.data.format) == "csv":
+    own = cfg.data.source == "file" and source.is_relative_to(root) and source.exists()  # the project's data file: erased here
+    kind, n = table_format(source, cfg.data.format) if own else None, 0
+    if kind == "csv":
         from mlops_nb.data import csv_dialect
         n = _rewrite_csv(source, column, value, csv_dialect(source, cfg.data.csv))
-        if n: erasure.tables[_rel(source, root)] = {"rows_removed": n, "sha256": file_digest(source), "fingerprint": None}
-    elif cfg.data.source == "file" and source.is_relative_to(root) and source.exists() and source.suffix == ".parquet" and _rel(source, root) not in erasure.tables:
+    elif kind == "parquet" and _rel(source, root) not in erasure.tables:  # not already rewritten with the snapshots
         n, _ = _rewrite_parquet(source, column, value)
-        if n: erasure.tables[_rel(source, root)] = {"rows_removed": n, "sha256": file_digest(source), "fingerprint": None}
+    if n: erasure.tables[_rel(source, root)] = {"rows_removed": n, "sha256": file_digest(source), "fingerprint": None}
     with _busy(log, "erase the subject's entries from"):
         erasure.log_entries = _forget_log(log, column, logged, subject, tuple(c.name for c in contract.features))
     client = MlflowClient(tracking_uri(cfg))

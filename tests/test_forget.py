@@ -304,6 +304,20 @@ def test_a_compressed_data_file_in_the_project_is_rewritten_compressed(tmp_path,
     _eq((len(kept), SUBJECT["cpf"] in kept.cpf.tolist(), done.remaining), (39, False, []))
 
 
+@pytest.mark.parametrize("name", ["clientes.parquet", "clientes.pq"])
+def test_a_parquet_data_file_in_the_project_is_rewritten(tmp_path, monkeypatch, name):
+    "Either Parquet suffix the reader knows: the data file loses the subject's rows and is recorded as rewritten."
+    from mlops_nb import governance
+    monkeypatch.setenv("MLOPS_NB_PII_KEY", "a key for the small project")
+    project = small_project(tmp_path)
+    planted(40).astype({"cpf": str}).to_parquet(project / name, index=False)
+    (project / "mlops.yaml").write_text((project / "mlops.yaml").read_text().replace("path: absent.csv", f"path: {name}"))
+    monkeypatch.setattr(governance, "affected_versions", lambda client, name, rows: [])
+    done = forget(load_config(project), f"cpf == '{SUBJECT['cpf']}'")
+    kept = pd.read_parquet(project / name)
+    _eq((len(kept), SUBJECT["cpf"] in kept.cpf.tolist(), done.remaining, done.tables[name]["rows_removed"]), (39, False, [], 1))
+
+
 def test_a_data_file_forget_cannot_rewrite_is_not_reported_erased(tmp_path, monkeypatch):
     from mlops_nb import governance
     monkeypatch.setenv("MLOPS_NB_PII_KEY", "a key for the small project")
